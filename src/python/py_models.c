@@ -1,0 +1,15 @@
+/* STUB — replaced by the real implementation. */
+#include "ath_py.h"
+
+PyTypeObject AthPyZeroModel_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "atheria_core._core.ZeroModel",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+};
+PyTypeObject AthPyConvModel_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "atheria_core._core.ConvModel",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+};

@@ -1,0 +1,36 @@
+"""Shared fixtures: every API conformance test runs on both backends."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.join(ROOT, "python") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+
+
+def _load(name: str):
+    if name == "c":
+        # The compiled backend must be built for the suite: a missing build is
+        # a failure, not a skip (CI builds it before running the tests).
+        return importlib.import_module("atheria_core._core")
+    return importlib.import_module("atheria_core._fallback")
+
+
+@pytest.fixture(params=["c", "python"])
+def ac(request):
+    """The backend module (``atheria_core._core`` or ``atheria_core._fallback``)."""
+    return _load(request.param)
+
+
+@pytest.fixture
+def c_backend():
+    return _load("c")
+
+
+@pytest.fixture
+def py_backend():
+    return _load("python")
