@@ -70,7 +70,7 @@ def core_extension() -> Extension:
         define_macros=[("ATH_VERSION", '"%s"' % VERSION["__version__"]), ("_GNU_SOURCE", "1")],
         extra_compile_args=cflags + omp,
         extra_link_args=ldflags,
-        libraries=["m"],
+        libraries=["m", "dl"],  # dl: py_torch.c dlopen()s the LibTorch shim
     )
 
 
@@ -90,8 +90,9 @@ def torch_shim_extension() -> Extension | None:
     for inc in cpp_extension.include_paths():
         isystem += ["-isystem", inc]
     lib_dirs = cpp_extension.library_paths()
+    # -fvisibility=hidden: only the extern "C" ATH_TORCH_API functions are exported.
     cxxflags = ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1" if SANITIZE else "-O2",
-                f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + isystem
+                "-g" if SANITIZE else "-g0", "-fvisibility=hidden", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"] + isystem
     ldflags = [f"-Wl,-rpath,{d}" for d in lib_dirs]
     if SANITIZE:
         cxxflags += SANITIZER_FLAGS
@@ -99,6 +100,7 @@ def torch_shim_extension() -> Extension | None:
     return Extension(
         "atheria_core._torch_shim",
         sources=["src/torch/torch_shim.cpp"],
+        depends=["include/atheria/torch_shim.h", "include/atheria/model.h", "include/atheria/common.h"],
         include_dirs=["include"],
         library_dirs=lib_dirs,
         libraries=["c10", "torch", "torch_cpu"],

@@ -19,7 +19,8 @@ typedef struct ath_dense_config {
     int unitary;
     uint64_t seed;
     double vacuum_strength;
-    int periodic;           /* 0: zero padding (the model's own), 1: periodic (built-in conv only) */
+    int periodic;           /* 0: zero padding (the model's own); 1: periodic (the field is padded
+                               circularly by the model's receptive radius, which must be known) */
 } ath_dense_config;
 
 void ath_dense_config_default(ath_dense_config *cfg, int64_t grid_size, int64_t d_state);

@@ -28,6 +28,13 @@ typedef enum ath_extent {
     ATH_EXTENT_PERIODIC = 2  /* window [0, grid_size)^2, wraps around */
 } ath_extent;
 
+/* Largest accepted patch (odd) and the default number of cells per model call. */
+#define ATH_ENGINE_MAX_PATCH 63
+#define ATH_ENGINE_DEFAULT_BATCH 4096
+/* At most this many floats in one model input batch (the batch shrinks for
+ * wide states / big patches; it never depends on the thread count). */
+#define ATH_ENGINE_MAX_BATCH_FLOATS ((int64_t)1 << 24)
+
 typedef struct ath_engine_config {
     int64_t d_state;
     int64_t grid_size;
@@ -80,6 +87,36 @@ ath_status ath_engine_query_radius(const ath_engine *engine, ath_coord center, d
 /* Field over [x0,x1) x [y0,y1) in plane z as out[y-y0][x-x0][d], background filled in. */
 ath_status ath_engine_to_dense(const ath_engine *engine, int64_t x0, int64_t y0, int64_t x1,
                                int64_t y1, int64_t z, ath_cf32 *out, ath_error *err);
+
+/* 1 if c is inside the bounded window [0, grid_size)^2 (any z); always 1 when unbounded. */
+int ath_engine_in_window(const ath_engine *engine, ath_coord c);
+
+/* Exactness versus a dense evaluation (DESIGN §3.4).  Returns a bit set of the
+ * checkable conditions that fail for `model` on this engine:
+ *   ATH_INEXACT_NOT_ZERO_PRESERVING  background is 'zero' and zero_preserving == 0
+ *                                    (pass the model's flag, or the probe's result)
+ *   ATH_INEXACT_RECEPTIVE_RADIUS     model->receptive_radius > (patch - 1) / 2
+ * Unknown properties (-1) are not reported. */
+#define ATH_INEXACT_NOT_ZERO_PRESERVING 1u
+#define ATH_INEXACT_RECEPTIVE_RADIUS 2u
+unsigned ath_engine_exactness(const ath_engine *engine, const ath_model *model, int zero_preserving);
+
+/* Counters of the last successful step. */
+typedef struct ath_engine_stats {
+    int64_t evaluated;    /* cells evaluated (matter + patch neighbourhood) */
+    int64_t model_calls;  /* forward() calls */
+    int64_t batch;        /* cells per model call (the fixed chunk size) */
+} ath_engine_stats;
+void ath_engine_get_stats(const ath_engine *engine, ath_engine_stats *out);
+
+/* DESIGN §3.3 steps 2-5 for one cell, computed in float64 from the float32
+ * inputs and rounded to complex64 at the end:
+ *   delta_k = complex(delta_re[k*stride], delta_im[k*stride])
+ *   unitary: delta_k *= psi_k;  delta_k -= gamma * psi_k;  psi'_k = psi_k + delta_k
+ *   n = sqrt(sum_k |psi'_k|^2);  out_k = psi'_k / (n + 1e-9)
+ * Returns n (the pre-normalisation norm).  out may alias psi. */
+double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
+                     ptrdiff_t stride, int64_t d_state, double gamma, int unitary, ath_cf32 *out);
 
 #ifdef __cplusplus
 }

@@ -79,9 +79,18 @@ typedef struct ath_conv_layer_spec {
     const float *bias;         /* [out] or NULL */
 } ath_conv_layer_spec;
 
+/* receptive_radius = sum of k_l // 2; zero_preserving = 1 when every bias is
+ * absent or zero.  want_center = 1 computes only what the centre needs
+ * (shrinking windows per layer): the same numbers, bit for bit, as the
+ * centre of the full map.  Periodic boundaries are the engines' job (they
+ * pad the input circularly by the receptive radius). */
 ath_status ath_model_conv_create(size_t n_layers, const ath_conv_layer_spec *layers,
-                                 ath_activation activation, int periodic, ath_model **out,
-                                 ath_error *err);
+                                 ath_activation activation, ath_model **out, ath_error *err);
+
+/* Runs the model once on an all-zero [1, channels, h, w] input (want_center = 1)
+ * and sets *is_zero to 1 if every returned value is exactly 0 (DESIGN §3.4 (b)). */
+ath_status ath_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_t w,
+                                int *is_zero, ath_error *err);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,9 @@ extern "C" {
 
 typedef struct ath_cellmap ath_cellmap;
 
+/* Most cells (and scalar entries) one map can hold: indices are 32-bit. */
+#define ATH_CELLMAP_MAX_CELLS ((size_t)1 << 31)
+
 ath_status ath_cellmap_create(int64_t d_state, ath_cellmap **out, ath_error *err);
 void ath_cellmap_destroy(ath_cellmap *map);
 
@@ -42,11 +45,21 @@ ath_status ath_cellmap_set(ath_cellmap *map, ath_coord coord, const ath_cf32 *st
 /* Inserts or overwrites n cells; all-or-nothing (reserves first). */
 ath_status ath_cellmap_set_many(ath_cellmap *map, size_t n, const ath_coord *coords,
                                 const ath_cf32 *states, ath_error *err);
+/* Looks up n cells (read-only, OpenMP-parallel for large n): out[i*d..] gets the
+ * state of coords[i] or zeros; found[i] (if found != NULL) gets 1 or 0.
+ * Returns the number found. */
+size_t ath_cellmap_get_many(const ath_cellmap *map, size_t n, const ath_coord *coords,
+                            ath_cf32 *out, uint8_t *found);
 /* Returns 1 if removed, 0 if absent. */
 int ath_cellmap_remove(ath_cellmap *map, ath_coord coord);
 void ath_cellmap_clear(ath_cellmap *map);
 /* Exchanges the contents of two maps of the same d_state (O(1)). */
 void ath_cellmap_swap(ath_cellmap *a, ath_cellmap *b);
+
+/* Checks the internal invariants (every cell indexed exactly once, every
+ * index entry reachable from its home slot, load factor); O(table size).
+ * For tests and debugging: ATH_ERR_INVALID with a description if broken. */
+ath_status ath_cellmap_validate(const ath_cellmap *map, ath_error *err);
 
 /* Dense views: valid until the next mutation. */
 const ath_coord *ath_cellmap_coords(const ath_cellmap *map);

@@ -31,6 +31,11 @@ void ath_vacuum_cell(const ath_vacuum *vac, ath_coord c, int64_t step, ath_cf32 
 ath_status ath_vacuum_region(const ath_vacuum *vac, int64_t x0, int64_t y0, int64_t x1, int64_t y1,
                              int64_t z, int64_t step, ath_cf32 *out, ath_error *err);
 
+/* Writes the d_state values of n cells coords[i] at `step` into out[i*d ..].
+ * Parallel over cells; identical results for any thread count. */
+ath_status ath_vacuum_cells(const ath_vacuum *vac, size_t n, const ath_coord *coords, int64_t step,
+                            ath_cf32 *out, ath_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -100,39 +100,136 @@ int athpy_parse_coord(PyObject *obj, const char *argname, ath_coord *out) {
     return 0;
 }
 
+/* Raises the error of a bad element of a coordinate list (called when NumPy
+ * could not make an integer array of it): OverflowError for an int out of
+ * range, TypeError for anything that is not an int.  Returns -1 if it raised,
+ * 0 if every element is a valid component. */
+static int coords_scan_objects(PyObject *obj, const char *argname) {
+    PyArrayObject *objs = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_OBJECT, NPY_ARRAY_IN_ARRAY);
+    npy_intp i, n;
+    PyObject **items;
+    if (objs == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: expected an integer array-like of shape (N, 3) or (N, 2)",
+                     argname);
+        return -1;
+    }
+    n = PyArray_SIZE(objs);
+    items = (PyObject **)PyArray_DATA(objs);
+    for (i = 0; i < n; i++) {
+        PyObject *item = items[i], *idx;
+        long long v;
+        int overflow = 0;
+        if (item == NULL || PyFloat_Check(item) || PyBool_Check(item) || !PyIndex_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "%s: coordinates must be integers, got %s", argname,
+                         item == NULL ? "NULL" : Py_TYPE(item)->tp_name);
+            Py_DECREF(objs);
+            return -1;
+        }
+        idx = PyNumber_Index(item);
+        if (idx == NULL) {
+            Py_DECREF(objs);
+            return -1;
+        }
+        v = PyLong_AsLongLongAndOverflow(idx, &overflow);
+        Py_DECREF(idx);
+        if ((v == -1 && PyErr_Occurred()) || check_component(v, overflow, argname) < 0) {
+            Py_DECREF(objs);
+            return -1;
+        }
+    }
+    Py_DECREF(objs);
+    return 0;
+}
+
 PyArrayObject *athpy_coords_array(PyObject *obj, const char *argname) {
-    PyArrayObject *arr, *res;
+    PyArrayObject *arr0, *arr, *res;
     npy_intp n, i, dims[2];
     const int64_t *src;
     int64_t *dst;
-    int ncol;
+    int ncol, t;
 
-    arr = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_INT64, NPY_ARRAY_IN_ARRAY);
-    if (arr == NULL) {
+    /* Look at the shape and dtype before any copy, so that an absurd input
+     * (e.g. a broadcast view of 10**9 rows) is refused without allocating. */
+    arr0 = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (arr0 == NULL) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s: expected an integer array-like of shape (N, 3) or (N, 2)",
                      argname);
         return NULL;
     }
-    if (PyArray_NDIM(arr) != 2 || (PyArray_DIM(arr, 1) != 3 && PyArray_DIM(arr, 1) != 2)) {
-        if (PyArray_NDIM(arr) == 1 && PyArray_DIM(arr, 0) == 0) {
-            /* an empty list is an empty batch */
-            Py_DECREF(arr);
-            dims[0] = 0;
-            dims[1] = 3;
-            return (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_INT64, 0);
-        }
-        PyErr_Format(PyExc_ValueError, "%s: expected shape (N, 3) or (N, 2), got ndim=%d", argname,
-                     PyArray_NDIM(arr));
-        Py_DECREF(arr);
+    t = PyArray_TYPE(arr0);
+    if (PyArray_NDIM(arr0) == 0 || (t != NPY_OBJECT && !PyTypeNum_ISNUMBER(t))) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s: expected an integer array-like of shape (N, 3) or (N, 2), got %s", argname,
+                     Py_TYPE(obj)->tp_name);
+        Py_DECREF(arr0);
         return NULL;
     }
-    n = PyArray_DIM(arr, 0);
-    ncol = (int)PyArray_DIM(arr, 1);
+    if (PyArray_SIZE(arr0) == 0 &&
+        (PyArray_NDIM(arr0) == 1 ||
+         (PyArray_NDIM(arr0) == 2 && (PyArray_DIM(arr0, 1) == 3 || PyArray_DIM(arr0, 1) == 2)))) {
+        /* an empty list is an empty batch */
+        Py_DECREF(arr0);
+        dims[0] = 0;
+        dims[1] = 3;
+        return (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_INT64, 0);
+    }
+    if (PyArray_NDIM(arr0) != 2 || (PyArray_DIM(arr0, 1) != 3 && PyArray_DIM(arr0, 1) != 2)) {
+        PyObject *shape = PyObject_GetAttrString((PyObject *)arr0, "shape");
+        PyErr_Format(PyExc_ValueError, "%s: expected shape (N, 3) or (N, 2), got %S", argname,
+                     shape != NULL ? shape : Py_None);
+        Py_XDECREF(shape);
+        Py_DECREF(arr0);
+        return NULL;
+    }
+    n = PyArray_DIM(arr0, 0);
+    ncol = (int)PyArray_DIM(arr0, 1);
     if (n > ATHPY_MAX_REGION_CELLS) {
-        Py_DECREF(arr);
+        Py_DECREF(arr0);
         PyErr_Format(PyExc_ValueError, "%s: too many coordinates (%lld > %lld)", argname,
                      (long long)n, (long long)ATHPY_MAX_REGION_CELLS);
+        return NULL;
+    }
+    if (PyTypeNum_ISUNSIGNED(t)) {
+        /* check in uint64 before the cast to int64 can wrap */
+        PyArrayObject *u = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)arr0, NPY_UINT64,
+                                                             NPY_ARRAY_IN_ARRAY);
+        const uint64_t *up;
+        Py_DECREF(arr0);
+        if (u == NULL) return NULL;
+        up = (const uint64_t *)PyArray_DATA(u);
+        for (i = 0; i < n * ncol; i++) {
+            if (up[i] > (uint64_t)ATH_COORD_LIMIT) {
+                Py_DECREF(u);
+                PyErr_Format(PyExc_OverflowError,
+                             "%s: coordinate component out of range at row %lld (|c| <= 2**60)",
+                             argname, (long long)(i / ncol));
+                return NULL;
+            }
+        }
+        arr = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)u, NPY_INT64,
+                                               NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+        Py_DECREF(u);
+    } else if (PyTypeNum_ISINTEGER(t)) {
+        arr = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)arr0, NPY_INT64, NPY_ARRAY_IN_ARRAY);
+        Py_DECREF(arr0);
+    } else if (!PyArray_Check(obj) && (t == NPY_OBJECT || PyTypeNum_ISFLOAT(t))) {
+        /* a list with floats or ints beyond int64: report which */
+        Py_DECREF(arr0);
+        if (coords_scan_objects(obj, argname) < 0) return NULL;
+        arr = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_INT64,
+                                               NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    } else {
+        PyErr_Format(PyExc_TypeError, "%s: expected integer coordinates, got dtype %R", argname,
+                     (PyObject *)PyArray_DESCR(arr0));
+        Py_DECREF(arr0);
+        return NULL;
+    }
+    if (arr == NULL) return NULL;
+    if (PyArray_NDIM(arr) != 2 || PyArray_DIM(arr, 0) != n || PyArray_DIM(arr, 1) != ncol) {
+        Py_DECREF(arr);
+        PyErr_Format(PyExc_ValueError, "%s: inconsistent shape", argname);
         return NULL;
     }
     dims[0] = n;
@@ -164,42 +261,54 @@ PyArrayObject *athpy_coords_array(PyObject *obj, const char *argname) {
 }
 
 PyArrayObject *athpy_states_array(PyObject *obj, const char *argname, npy_intp n, npy_intp d) {
-    PyArrayObject *arr;
+    PyArrayObject *arr0, *arr;
     npy_intp i, total;
     const float *p;
+    int t;
 
-    if (PyArray_Check(obj)) {
-        int t = PyArray_TYPE((PyArrayObject *)obj);
-        if (!PyTypeNum_ISNUMBER(t) || PyTypeNum_ISBOOL(t)) {
-            PyErr_Format(PyExc_TypeError, "%s: expected a numeric (complex) array, got dtype %R",
-                         argname, (PyObject *)PyArray_DESCR((PyArrayObject *)obj));
-            return NULL;
-        }
-    }
-    arr = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_COMPLEX64,
-                                           NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (arr == NULL) {
+    /* shape and dtype first (no copy yet), then the conversion */
+    arr0 = (PyArrayObject *)PyArray_FROM_O(obj);
+    if (arr0 == NULL) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s: expected a complex array-like", argname);
         return NULL;
     }
-    if (n < 0) {
-        if (PyArray_NDIM(arr) != 1 || PyArray_DIM(arr, 0) != d) {
-            PyErr_Format(PyExc_ValueError, "%s: expected shape (%lld,) (d_state), got %S", argname,
-                         (long long)d, PyObject_GetAttrString((PyObject *)arr, "shape"));
-            Py_DECREF(arr);
-            return NULL;
-        }
-    } else if (PyArray_NDIM(arr) != 2 || PyArray_DIM(arr, 0) != n || PyArray_DIM(arr, 1) != d) {
-        if (!(n == 0 && PyArray_SIZE(arr) == 0)) {
-            PyObject *shape = PyObject_GetAttrString((PyObject *)arr, "shape");
-            PyErr_Format(PyExc_ValueError, "%s: expected shape (%lld, %lld), got %S", argname,
-                         (long long)n, (long long)d, shape);
-            Py_XDECREF(shape);
-            Py_DECREF(arr);
+    t = PyArray_TYPE(arr0);
+    if (!PyTypeNum_ISNUMBER(t) || PyTypeNum_ISBOOL(t)) {
+        if (!(PyArray_SIZE(arr0) == 0 && n == 0)) {
+            PyErr_Format(PyExc_TypeError, "%s: expected a numeric (complex) array, got dtype %R",
+                         argname, (PyObject *)PyArray_DESCR(arr0));
+            Py_DECREF(arr0);
             return NULL;
         }
     }
+    if (n < 0) {
+        if (PyArray_NDIM(arr0) != 1 || PyArray_DIM(arr0, 0) != d) {
+            PyObject *shape = PyObject_GetAttrString((PyObject *)arr0, "shape");
+            PyErr_Format(PyExc_ValueError, "%s: expected shape (%lld,) (d_state), got %S", argname,
+                         (long long)d, shape != NULL ? shape : Py_None);
+            Py_XDECREF(shape);
+            Py_DECREF(arr0);
+            return NULL;
+        }
+    } else if (PyArray_NDIM(arr0) != 2 || PyArray_DIM(arr0, 0) != n || PyArray_DIM(arr0, 1) != d) {
+        if (n == 0 && PyArray_SIZE(arr0) == 0) {
+            npy_intp dims[2] = {0, d};
+            Py_DECREF(arr0);
+            return (PyArrayObject *)PyArray_ZEROS(2, dims, NPY_COMPLEX64, 0);
+        } else {
+            PyObject *shape = PyObject_GetAttrString((PyObject *)arr0, "shape");
+            PyErr_Format(PyExc_ValueError, "%s: expected shape (%lld, %lld), got %S", argname,
+                         (long long)n, (long long)d, shape != NULL ? shape : Py_None);
+            Py_XDECREF(shape);
+            Py_DECREF(arr0);
+            return NULL;
+        }
+    }
+    arr = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)arr0, NPY_COMPLEX64,
+                                           NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(arr0);
+    if (arr == NULL) return NULL;
     total = PyArray_SIZE(arr) * 2;
     p = (const float *)PyArray_DATA(arr);
     for (i = 0; i < total; i++) {

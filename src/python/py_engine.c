@@ -1,9 +1,794 @@
-/* STUB — replaced by the real implementation. */
+/* atheria_core._core.Engine — the sparse engine (include/atheria/engine.h).
+ *
+ * The GIL is released around step, add_particles, get_states, to_dense and
+ * the visualisation; while it is released the engine is marked busy and
+ * every other call on it raises RuntimeError instead of racing.  The engine
+ * keeps a reference to the Python model object (or to the capsule wrapping a
+ * callable) for as long as the model is set. */
 #include "ath_py.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "atheria/engine.h"
+#include "atheria/viz.h"
+
+/* py_models.c */
+int athpy_model_resolve(PyObject *obj, PyObject **owner, ath_model **model);
+int athpy_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_t w);
+PyObject *athpy_model_load(PyObject *path, PyObject *device);
+PyObject *athpy_parse_device(PyObject *obj);
+PyObject *athpy_exception_text(void);
+
+typedef struct {
+    PyObject_HEAD
+    ath_engine *eng;
+    PyObject *model_obj;   /* what set_model got (traversed by the GC) */
+    PyObject *model_owner; /* keeps the ath_model alive: model_obj or a capsule */
+    PyObject *device;      /* str */
+    PyObject *last_error;  /* str */
+    int busy;
+} AthPyEngine;
+
+static int ready(AthPyEngine *self) {
+    if (self->eng == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine is not initialised");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Engine is busy (a step or bulk call is running in another thread)");
+        return -1;
+    }
+    return 0;
+}
+
+static void set_last_error_str(AthPyEngine *self, PyObject *text) {
+    if (text == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    Py_XSETREF(self->last_error, text);
+}
+
+/* Stores the pending exception's text as the last error (the exception stays pending). */
+static void record_exception(AthPyEngine *self) { set_last_error_str(self, athpy_exception_text()); }
+
+static PyObject *raise_and_record(AthPyEngine *self, const ath_error *err) {
+    athpy_raise(err);
+    record_exception(self);
+    return NULL;
+}
+
+static int parse_seed(PyObject *obj, uint64_t *out) {
+    PyObject *idx;
+    unsigned long long v;
+    if (PyFloat_Check(obj) || PyBool_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    idx = PyNumber_Index(obj);
+    if (idx == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    v = PyLong_AsUnsignedLongLong(idx);
+    Py_DECREF(idx);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "seed: must be in [0, 2**64), got %R", obj);
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int parse_choice(PyObject *obj, const char *argname, const char *const *names, int n, int *out) {
+    const char *s;
+    int i;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a str, got %s", argname, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    s = PyUnicode_AsUTF8(obj);
+    if (s == NULL) return -1;
+    for (i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    PyErr_Format(PyExc_ValueError, "%s: unknown value %R", argname, obj);
+    return -1;
+}
+
+static int engine_init(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"d_state", "device", "grid_size", "background", "extent", "threshold",
+                             "gamma_decay", "unitary", "seed", "vacuum_strength", "patch", NULL};
+    static const char *const backgrounds[] = {"vacuum", "zero"};
+    static const char *const extents[] = {"zero", "periodic"};
+    long long d_state, grid_size = 64, patch = 3;
+    PyObject *odevice = NULL, *obg = NULL, *oext = Py_None, *oseed = NULL, *device;
+    double threshold = 0.01, gamma = 0.0, strength = 0.1;
+    int unitary = 0, choice;
+    ath_engine_config cfg;
+    ath_engine *eng = NULL;
+    ath_error err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "L|OL$OOddpOdL:Engine", kwlist, &d_state, &odevice,
+                                     &grid_size, &obg, &oext, &threshold, &gamma, &unitary, &oseed,
+                                     &strength, &patch))
+        return -1;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine is busy");
+        return -1;
+    }
+    ath_engine_config_default(&cfg, (int64_t)d_state);
+    cfg.grid_size = (int64_t)grid_size;
+    cfg.threshold = threshold;
+    cfg.gamma_decay = gamma;
+    cfg.unitary = unitary;
+    cfg.vacuum_strength = strength;
+    cfg.patch = (int64_t)patch;
+    if (obg != NULL) {
+        if (parse_choice(obg, "background", backgrounds, 2, &choice) < 0) return -1;
+        cfg.background = choice == 0 ? ATH_BACKGROUND_VACUUM : ATH_BACKGROUND_ZERO;
+    }
+    if (oext != Py_None) {
+        if (parse_choice(oext, "extent", extents, 2, &choice) < 0) return -1;
+        cfg.extent = choice == 0 ? ATH_EXTENT_ZERO : ATH_EXTENT_PERIODIC;
+    }
+    if (oseed != NULL && parse_seed(oseed, &cfg.seed) < 0) return -1;
+    if (odevice != NULL) {
+        device = athpy_parse_device(odevice);
+        if (device == NULL) return -1;
+    } else {
+        device = PyUnicode_FromString("cpu");
+        if (device == NULL) return -1;
+    }
+    if (ath_engine_create(&cfg, &eng, &err) != ATH_OK) {
+        Py_DECREF(device);
+        athpy_raise(&err);
+        return -1;
+    }
+    /* (re)initialise */
+    ath_engine_destroy(self->eng);
+    self->eng = eng;
+    Py_CLEAR(self->model_obj);
+    Py_CLEAR(self->model_owner);
+    Py_XSETREF(self->device, device);
+    Py_XSETREF(self->last_error, PyUnicode_FromString(""));
+    if (self->last_error == NULL) return -1;
+    return 0;
+}
+
+static int engine_traverse(AthPyEngine *self, visitproc visit, void *arg) {
+    Py_VISIT(self->model_obj);
+    Py_VISIT(self->model_owner);
+    return 0;
+}
+
+static int engine_clear_refs(AthPyEngine *self) {
+    if (self->eng != NULL && !self->busy) ath_engine_set_model(self->eng, NULL, NULL);
+    Py_CLEAR(self->model_obj);
+    Py_CLEAR(self->model_owner);
+    return 0;
+}
+
+static void engine_dealloc(AthPyEngine *self) {
+    PyObject_GC_UnTrack(self);
+    ath_engine_destroy(self->eng);
+    self->eng = NULL;
+    Py_CLEAR(self->model_obj);
+    Py_CLEAR(self->model_owner);
+    Py_CLEAR(self->device);
+    Py_CLEAR(self->last_error);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Installs a model (None removes it).  Warns (RuntimeWarning) when sparse
+ * evaluation cannot reproduce a dense one (DESIGN §3.4).  On failure the
+ * previous model stays. */
+static int install_model(AthPyEngine *self, PyObject *model) {
+    const ath_engine_config *cfg = ath_engine_get_config(self->eng);
+    ath_model *m = NULL, *prev = ath_engine_get_model(self->eng);
+    PyObject *owner = NULL;
+    ath_error err;
+    unsigned flags;
+    int zp;
+
+    if (model == Py_None) {
+        ath_engine_set_model(self->eng, NULL, NULL);
+        Py_CLEAR(self->model_obj);
+        Py_CLEAR(self->model_owner);
+        return 0;
+    }
+    if (athpy_model_resolve(model, &owner, &m) < 0) return -1;
+    if (ath_engine_set_model(self->eng, m, &err) != ATH_OK) {
+        Py_DECREF(owner);
+        athpy_raise(&err);
+        return -1;
+    }
+    zp = m->zero_preserving;
+    if (cfg->background == ATH_BACKGROUND_ZERO && zp < 0) {
+        self->busy = 1; /* the probe may run Python code */
+        zp = athpy_model_probe_zero(m, 2 * cfg->d_state, cfg->patch, cfg->patch);
+        self->busy = 0;
+        if (zp < 0) goto fail;
+    }
+    flags = ath_engine_exactness(self->eng, m, zp);
+    if (flags & ATH_INEXACT_NOT_ZERO_PRESERVING) {
+        if (PyErr_WarnEx(PyExc_RuntimeWarning,
+                         "Engine(background='zero'): the model is not zero-preserving (it maps an "
+                         "all-zero neighbourhood to a non-zero update), so the sparse result is only "
+                         "an approximation of the dense one (DESIGN 3.4 (b))",
+                         1) < 0)
+            goto fail;
+    }
+    if (flags & ATH_INEXACT_RECEPTIVE_RADIUS) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "Engine(patch=%lld): the model's receptive radius %lld exceeds the patch radius %lld, "
+                 "so the sparse result is only an approximation of a dense evaluation; use "
+                 "patch >= %lld (DESIGN 3.4 (c))",
+                 (long long)cfg->patch, (long long)m->receptive_radius, (long long)((cfg->patch - 1) / 2),
+                 (long long)(2 * m->receptive_radius + 1));
+        if (PyErr_WarnEx(PyExc_RuntimeWarning, msg, 1) < 0) goto fail;
+    }
+    Py_INCREF(model);
+    Py_XSETREF(self->model_obj, model);
+    Py_XSETREF(self->model_owner, owner);
+    return 0;
+fail:
+    ath_engine_set_model(self->eng, prev, NULL); /* was valid before: cannot fail */
+    Py_DECREF(owner);
+    return -1;
+}
+
+static PyObject *engine_set_model(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"model", NULL};
+    PyObject *model;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:set_model", kwlist, &model)) return NULL;
+    if (ready(self) < 0) return NULL;
+    if (install_model(self, model) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_has_model(AthPyEngine *self, PyObject *noargs) {
+    (void)noargs;
+    if (self->eng == NULL) return PyErr_Format(PyExc_RuntimeError, "Engine is not initialised");
+    return PyBool_FromLong(ath_engine_get_model(self->eng) != NULL);
+}
+
+static PyObject *engine_load_model(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"path", NULL};
+    PyObject *path, *model;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:load_model", kwlist, &path)) return NULL;
+    if (ready(self) < 0) return NULL;
+    model = athpy_model_load(path, self->device);
+    if (model == NULL || install_model(self, model) < 0) {
+        record_exception(self);
+        PyErr_Clear();
+        Py_XDECREF(model);
+        Py_RETURN_FALSE;
+    }
+    Py_DECREF(model);
+    Py_XSETREF(self->last_error, PyUnicode_FromString(""));
+    if (self->last_error == NULL) return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *engine_get_last_error(AthPyEngine *self, PyObject *noargs) {
+    (void)noargs;
+    if (self->last_error == NULL) return PyUnicode_FromString("");
+    Py_INCREF(self->last_error);
+    return self->last_error;
+}
+
+/* Runs n steps; returns the matter count or -1 with an exception. */
+static long long do_steps(AthPyEngine *self, long long n) {
+    long long i;
+    int64_t count = (int64_t)ath_engine_matter_count(self->eng);
+    for (i = 0; i < n; i++) {
+        ath_error err;
+        ath_status st;
+        ath_error_clear(&err);
+        self->busy = 1;
+        Py_BEGIN_ALLOW_THREADS
+        st = ath_engine_step(self->eng, &count, &err);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
+        if (st != ATH_OK) {
+            raise_and_record(self, &err);
+            return -1;
+        }
+        if (n > 1 && PyErr_CheckSignals() < 0) return -1;
+    }
+    return (long long)count;
+}
+
+static PyObject *engine_step(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"n", NULL};
+    long long n = 1, count;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|L:step", kwlist, &n)) return NULL;
+    if (ready(self) < 0) return NULL;
+    if (n < 0) return PyErr_Format(PyExc_ValueError, "step: n must be >= 0, got %lld", n);
+    count = do_steps(self, n);
+    if (count < 0) return NULL;
+    return PyLong_FromLongLong(count);
+}
+
+static PyObject *engine_step_native(AthPyEngine *self, PyObject *noargs) {
+    long long count;
+    (void)noargs;
+    if (ready(self) < 0) return NULL;
+    count = do_steps(self, 1);
+    if (count < 0) return NULL;
+    return PyLong_FromLongLong(count);
+}
+
+static PyObject *engine_add_particle(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"coord", "state", NULL};
+    PyObject *ocoord, *ostate;
+    PyArrayObject *st;
+    ath_coord c;
+    ath_error err;
+    ath_status s;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:add_particle", kwlist, &ocoord, &ostate))
+        return NULL;
+    if (ready(self) < 0) return NULL;
+    if (athpy_parse_coord(ocoord, "coord", &c) < 0) return NULL;
+    st = athpy_states_array(ostate, "state", -1, (npy_intp)ath_engine_get_config(self->eng)->d_state);
+    if (st == NULL) return NULL;
+    s = ath_engine_add_particles(self->eng, 1, &c, (const ath_cf32 *)PyArray_DATA(st), &err);
+    Py_DECREF(st);
+    if (s != ATH_OK) return athpy_raise(&err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_add_particles(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"coords", "states", NULL};
+    PyObject *ocoords, *ostates;
+    PyArrayObject *coords, *states;
+    ath_error err;
+    ath_status s;
+    npy_intp n;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:add_particles", kwlist, &ocoords, &ostates))
+        return NULL;
+    if (ready(self) < 0) return NULL;
+    coords = athpy_coords_array(ocoords, "coords");
+    if (coords == NULL) return NULL;
+    n = PyArray_DIM(coords, 0);
+    states = athpy_states_array(ostates, "states", n, (npy_intp)ath_engine_get_config(self->eng)->d_state);
+    if (states == NULL) {
+        Py_DECREF(coords);
+        return NULL;
+    }
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    s = ath_engine_add_particles(self->eng, (size_t)n, (const ath_coord *)PyArray_DATA(coords),
+                                 (const ath_cf32 *)PyArray_DATA(states), &err);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    Py_DECREF(coords);
+    Py_DECREF(states);
+    if (s != ATH_OK) return athpy_raise(&err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_get_state_at(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"coord", NULL};
+    PyObject *ocoord, *res;
+    npy_intp dims[1];
+    ath_coord c;
+    ath_error err;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:get_state_at", kwlist, &ocoord)) return NULL;
+    if (ready(self) < 0) return NULL;
+    if (athpy_parse_coord(ocoord, "coord", &c) < 0) return NULL;
+    dims[0] = (npy_intp)ath_engine_get_config(self->eng)->d_state;
+    res = PyArray_SimpleNew(1, dims, NPY_COMPLEX64);
+    if (res == NULL) return NULL;
+    if (ath_engine_get_states(self->eng, 1, &c, (ath_cf32 *)PyArray_DATA((PyArrayObject *)res), &err) !=
+        ATH_OK) {
+        Py_DECREF(res);
+        return athpy_raise(&err);
+    }
+    return res;
+}
+
+static PyObject *engine_get_states(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"coords", NULL};
+    PyObject *ocoords, *res;
+    PyArrayObject *coords;
+    npy_intp dims[2];
+    ath_error err;
+    ath_status s;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:get_states", kwlist, &ocoords)) return NULL;
+    if (ready(self) < 0) return NULL;
+    coords = athpy_coords_array(ocoords, "coords");
+    if (coords == NULL) return NULL;
+    dims[0] = PyArray_DIM(coords, 0);
+    dims[1] = (npy_intp)ath_engine_get_config(self->eng)->d_state;
+    if ((double)dims[0] * (double)dims[1] > (double)ATHPY_MAX_REGION_CELLS) {
+        Py_DECREF(coords);
+        return PyErr_Format(PyExc_ValueError, "coords: too many cells for one call");
+    }
+    res = PyArray_SimpleNew(2, dims, NPY_COMPLEX64);
+    if (res == NULL) {
+        Py_DECREF(coords);
+        return NULL;
+    }
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    s = ath_engine_get_states(self->eng, (size_t)dims[0], (const ath_coord *)PyArray_DATA(coords),
+                              (ath_cf32 *)PyArray_DATA((PyArrayObject *)res), &err);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    Py_DECREF(coords);
+    if (s != ATH_OK) {
+        Py_DECREF(res);
+        return athpy_raise(&err);
+    }
+    return res;
+}
+
+static PyObject *coords_copy(const ath_cellmap *m) {
+    npy_intp dims[2];
+    PyObject *arr;
+    dims[0] = (npy_intp)ath_cellmap_size(m);
+    dims[1] = 3;
+    arr = PyArray_SimpleNew(2, dims, NPY_INT64);
+    if (arr == NULL) return NULL;
+    if (dims[0] > 0)
+        memcpy(PyArray_DATA((PyArrayObject *)arr), ath_cellmap_coords(m), (size_t)dims[0] * sizeof(ath_coord));
+    return arr;
+}
+
+static PyObject *engine_matter(AthPyEngine *self, PyObject *noargs) {
+    const ath_cellmap *m;
+    PyObject *coords, *states;
+    npy_intp dims[2];
+    (void)noargs;
+    if (ready(self) < 0) return NULL;
+    m = ath_engine_matter(self->eng);
+    coords = coords_copy(m);
+    if (coords == NULL) return NULL;
+    dims[0] = (npy_intp)ath_cellmap_size(m);
+    dims[1] = (npy_intp)ath_cellmap_d_state(m);
+    states = PyArray_SimpleNew(2, dims, NPY_COMPLEX64);
+    if (states == NULL) {
+        Py_DECREF(coords);
+        return NULL;
+    }
+    if (dims[0] > 0)
+        memcpy(PyArray_DATA((PyArrayObject *)states), ath_cellmap_states(m),
+               (size_t)(dims[0] * dims[1]) * sizeof(ath_cf32));
+    return Py_BuildValue("(NN)", coords, states);
+}
+
+static PyObject *engine_get_active_coords(AthPyEngine *self, PyObject *noargs) {
+    (void)noargs;
+    if (ready(self) < 0) return NULL;
+    return coords_copy(ath_engine_matter(self->eng));
+}
+
+static PyObject *engine_get_matter_count(AthPyEngine *self, PyObject *noargs) {
+    (void)noargs;
+    if (ready(self) < 0) return NULL;
+    return PyLong_FromSize_t(ath_engine_matter_count(self->eng));
+}
+
+static PyObject *engine_get_step_count(AthPyEngine *self, PyObject *noargs) {
+    (void)noargs;
+    if (ready(self) < 0) return NULL;
+    return PyLong_FromLongLong((long long)ath_engine_step_count(self->eng));
+}
+
+static PyObject *engine_clear(AthPyEngine *self, PyObject *noargs) {
+    (void)noargs;
+    if (ready(self) < 0) return NULL;
+    ath_engine_clear(self->eng);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_activate_neighborhood(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"coord", "radius", NULL};
+    PyObject *ocoord;
+    long long radius = 1;
+    ath_coord c;
+    ath_error err;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|L:activate_neighborhood", kwlist, &ocoord, &radius))
+        return NULL;
+    if (ready(self) < 0) return NULL;
+    if (athpy_parse_coord(ocoord, "coord", &c) < 0) return NULL;
+    if (radius < 0) return PyErr_Format(PyExc_ValueError, "radius: must be >= 0, got %lld", radius);
+    if (ath_engine_activate_neighborhood(self->eng, c, (int64_t)radius, &err) != ATH_OK)
+        return athpy_raise(&err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_query_radius(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"center", "radius", NULL};
+    PyObject *ocenter, *res;
+    double radius;
+    ath_coord c, *out = NULL;
+    size_t n = 0;
+    npy_intp dims[2];
+    ath_error err;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Od:query_radius", kwlist, &ocenter, &radius))
+        return NULL;
+    if (ready(self) < 0) return NULL;
+    if (athpy_parse_coord(ocenter, "center", &c) < 0) return NULL;
+    if (!isfinite(radius) || radius < 0.0)
+        return PyErr_Format(PyExc_ValueError, "radius: must be finite and >= 0, got %g", radius);
+    if (ath_engine_query_radius(self->eng, c, radius, &out, &n, &err) != ATH_OK) return athpy_raise(&err);
+    dims[0] = (npy_intp)n;
+    dims[1] = 3;
+    res = PyArray_SimpleNew(2, dims, NPY_INT64);
+    if (res != NULL && n > 0) memcpy(PyArray_DATA((PyArrayObject *)res), out, n * sizeof(ath_coord));
+    free(out);
+    return res;
+}
+
+static int parse_z(PyObject *oz, int64_t *z) {
+    ath_coord c = {0, 0, 0};
+    PyObject *t;
+    int r;
+    if (oz == NULL) {
+        *z = 0;
+        return 0;
+    }
+    if (PyFloat_Check(oz) || PyBool_Check(oz)) {
+        PyErr_Format(PyExc_TypeError, "z: expected an int, got %s", Py_TYPE(oz)->tp_name);
+        return -1;
+    }
+    t = Py_BuildValue("(iiO)", 0, 0, oz);
+    if (t == NULL) return -1;
+    r = athpy_parse_coord(t, "z", &c);
+    Py_DECREF(t);
+    *z = c.z;
+    return r;
+}
+
+/* Dense field over roi in plane z as a new (h, w, d) complex64 array (GIL released). */
+static PyObject *dense_region(AthPyEngine *self, const int64_t roi[4], int64_t z) {
+    npy_intp dims[3];
+    PyObject *res;
+    ath_error err;
+    ath_status s;
+    dims[0] = (npy_intp)(roi[3] - roi[1]);
+    dims[1] = (npy_intp)(roi[2] - roi[0]);
+    dims[2] = (npy_intp)ath_engine_get_config(self->eng)->d_state;
+    res = PyArray_SimpleNew(3, dims, NPY_COMPLEX64);
+    if (res == NULL) return NULL;
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    s = ath_engine_to_dense(self->eng, roi[0], roi[1], roi[2], roi[3], z,
+                            (ath_cf32 *)PyArray_DATA((PyArrayObject *)res), &err);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (s != ATH_OK) {
+        Py_DECREF(res);
+        return athpy_raise(&err);
+    }
+    return res;
+}
+
+static PyObject *engine_to_dense(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"roi", "z", NULL};
+    PyObject *oroi, *oz = NULL;
+    int64_t roi[4], z;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:to_dense", kwlist, &oroi, &oz)) return NULL;
+    if (ready(self) < 0) return NULL;
+    if (athpy_parse_roi(oroi, ATHPY_MAX_REGION_CELLS / ath_engine_get_config(self->eng)->d_state, roi) < 0)
+        return NULL;
+    if (parse_z(oz, &z) < 0) return NULL;
+    return dense_region(self, roi, z);
+}
+
+static PyObject *engine_compute_visualization(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"viz_type", "roi", "z", "channel", NULL};
+    const char *name;
+    PyObject *oroi = Py_None, *oz = NULL, *field, *res;
+    long long channel = 0;
+    int64_t roi[4], z, d;
+    ath_viz_type type;
+    npy_intp dims[2];
+    ath_error err;
+    ath_status s;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|O$OL:compute_visualization", kwlist, &name, &oroi,
+                                     &oz, &channel))
+        return NULL;
+    if (ready(self) < 0) return NULL;
+    d = ath_engine_get_config(self->eng)->d_state;
+    if (ath_viz_parse(name, &type, &err) != ATH_OK) return athpy_raise(&err);
+    if (channel < 0 || channel >= d)
+        return PyErr_Format(PyExc_ValueError, "channel: must be in [0, %lld), got %lld", (long long)d,
+                            channel);
+    if (oroi == Py_None) {
+        roi[0] = roi[1] = 0;
+        roi[2] = roi[3] = ath_engine_get_config(self->eng)->grid_size;
+        if ((double)roi[2] * (double)roi[3] > (double)(ATHPY_MAX_REGION_CELLS / d))
+            return PyErr_Format(PyExc_ValueError, "roi: the default window [0, grid_size)^2 is too large; pass a roi");
+    } else if (athpy_parse_roi(oroi, ATHPY_MAX_REGION_CELLS / d, roi) < 0) {
+        return NULL;
+    }
+    if (parse_z(oz, &z) < 0) return NULL;
+    field = dense_region(self, roi, z);
+    if (field == NULL) return NULL;
+    dims[0] = (npy_intp)(roi[3] - roi[1]);
+    dims[1] = (npy_intp)(roi[2] - roi[0]);
+    res = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (res == NULL) {
+        Py_DECREF(field);
+        return NULL;
+    }
+    if (dims[0] == 0 || dims[1] == 0) {
+        Py_DECREF(field);
+        return res;
+    }
+    self->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    s = ath_viz_compute(type, (const ath_cf32 *)PyArray_DATA((PyArrayObject *)field), (int64_t)dims[0],
+                        (int64_t)dims[1], d, (int64_t)channel, (float *)PyArray_DATA((PyArrayObject *)res),
+                        &err);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    Py_DECREF(field);
+    if (s != ATH_OK) {
+        Py_DECREF(res);
+        return athpy_raise(&err);
+    }
+    return res;
+}
+
+static PyObject *engine_stats(AthPyEngine *self, PyObject *noargs) {
+    ath_engine_stats st;
+    (void)noargs;
+    if (ready(self) < 0) return NULL;
+    ath_engine_get_stats(self->eng, &st);
+    return Py_BuildValue("{s:L,s:L,s:L}", "evaluated", (long long)st.evaluated, "model_calls",
+                         (long long)st.model_calls, "batch", (long long)st.batch);
+}
+
+static PyObject *engine_repr(AthPyEngine *self) {
+    const ath_engine_config *c;
+    if (self->eng == NULL) return PyUnicode_FromString("Engine(<uninitialised>)");
+    c = ath_engine_get_config(self->eng);
+    return PyUnicode_FromFormat("Engine(d_state=%lld, grid_size=%lld, matter=%zu, step=%lld)",
+                                (long long)c->d_state, (long long)c->grid_size,
+                                ath_engine_matter_count(self->eng), (long long)ath_engine_step_count(self->eng));
+}
+
+/* ---- read-only attributes ---- */
+
+#define CFG(self) ath_engine_get_config((self)->eng)
+#define NEED_ENG(self)                                                                             \
+    do {                                                                                           \
+        if ((self)->eng == NULL) {                                                                 \
+            PyErr_SetString(PyExc_RuntimeError, "Engine is not initialised");                      \
+            return NULL;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+static PyObject *get_d_state(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyLong_FromLongLong((long long)CFG(s)->d_state);
+}
+static PyObject *get_grid_size(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyLong_FromLongLong((long long)CFG(s)->grid_size);
+}
+static PyObject *get_device(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    Py_INCREF(s->device);
+    return s->device;
+}
+static PyObject *get_background(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyUnicode_FromString(CFG(s)->background == ATH_BACKGROUND_ZERO ? "zero" : "vacuum");
+}
+static PyObject *get_extent(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    if (CFG(s)->extent == ATH_EXTENT_UNBOUNDED) Py_RETURN_NONE;
+    return PyUnicode_FromString(CFG(s)->extent == ATH_EXTENT_ZERO ? "zero" : "periodic");
+}
+static PyObject *get_threshold(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyFloat_FromDouble(CFG(s)->threshold);
+}
+static PyObject *get_gamma(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyFloat_FromDouble(CFG(s)->gamma_decay);
+}
+static PyObject *get_unitary(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyBool_FromLong(CFG(s)->unitary);
+}
+static PyObject *get_seed(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyLong_FromUnsignedLongLong((unsigned long long)CFG(s)->seed);
+}
+static PyObject *get_strength(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyFloat_FromDouble(CFG(s)->vacuum_strength);
+}
+static PyObject *get_patch(AthPyEngine *s, void *c) {
+    (void)c;
+    NEED_ENG(s);
+    return PyLong_FromLongLong((long long)CFG(s)->patch);
+}
+
+static PyGetSetDef engine_getset[] = {
+    {"d_state", (getter)get_d_state, NULL, NULL, NULL},
+    {"grid_size", (getter)get_grid_size, NULL, NULL, NULL},
+    {"device", (getter)get_device, NULL, NULL, NULL},
+    {"background", (getter)get_background, NULL, NULL, NULL},
+    {"extent", (getter)get_extent, NULL, NULL, NULL},
+    {"threshold", (getter)get_threshold, NULL, NULL, NULL},
+    {"gamma_decay", (getter)get_gamma, NULL, NULL, NULL},
+    {"unitary", (getter)get_unitary, NULL, NULL, NULL},
+    {"seed", (getter)get_seed, NULL, NULL, NULL},
+    {"vacuum_strength", (getter)get_strength, NULL, NULL, NULL},
+    {"patch", (getter)get_patch, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+#define KW (PyCFunction)(void (*)(void))
+static PyMethodDef engine_methods[] = {
+    {"load_model", KW engine_load_model, METH_VARARGS | METH_KEYWORDS,
+     "load_model(path) -> bool: TorchScript via atheria_core._model_loader; False + get_last_error() on failure."},
+    {"set_model", KW engine_set_model, METH_VARARGS | METH_KEYWORDS,
+     "set_model(model): ZeroModel, ConvModel, a callable (float32 (B, 2d, p, p) -> (B, 2d, p, p) or (B, 2d)), "
+     "an 'atheria_core.model' capsule, or None."},
+    {"has_model", (PyCFunction)engine_has_model, METH_NOARGS, "has_model() -> bool"},
+    {"add_particle", KW engine_add_particle, METH_VARARGS | METH_KEYWORDS, "add_particle(coord, state)"},
+    {"add_particles", KW engine_add_particles, METH_VARARGS | METH_KEYWORDS,
+     "add_particles(coords (N,3), states (N,d)): all-or-nothing."},
+    {"get_state_at", KW engine_get_state_at, METH_VARARGS | METH_KEYWORDS,
+     "get_state_at(coord) -> (d,) complex64: matter, else background; zeros outside a bounded window."},
+    {"get_states", KW engine_get_states, METH_VARARGS | METH_KEYWORDS, "get_states(coords) -> (N, d) complex64"},
+    {"matter", (PyCFunction)engine_matter, METH_NOARGS, "matter() -> (coords (N,3) int64, states (N,d) complex64)"},
+    {"get_active_coords", (PyCFunction)engine_get_active_coords, METH_NOARGS, "(N, 3) int64 matter coordinates"},
+    {"step_native", (PyCFunction)engine_step_native, METH_NOARGS, "step_native() -> matter count (one step)"},
+    {"step", KW engine_step, METH_VARARGS | METH_KEYWORDS, "step(n=1) -> matter count"},
+    {"get_matter_count", (PyCFunction)engine_get_matter_count, METH_NOARGS, NULL},
+    {"get_step_count", (PyCFunction)engine_get_step_count, METH_NOARGS, NULL},
+    {"clear", (PyCFunction)engine_clear, METH_NOARGS, "Removes all matter and resets the step count."},
+    {"activate_neighborhood", KW engine_activate_neighborhood, METH_VARARGS | METH_KEYWORDS,
+     "activate_neighborhood(coord, radius=1): inserts the background at absent cells within radius."},
+    {"query_radius", KW engine_query_radius, METH_VARARGS | METH_KEYWORDS,
+     "query_radius(center, radius) -> (N,3) int64 matter coords with Euclidean distance <= radius."},
+    {"to_dense", KW engine_to_dense, METH_VARARGS | METH_KEYWORDS, "to_dense(roi, z=0) -> (h, w, d) complex64"},
+    {"compute_visualization", KW engine_compute_visualization, METH_VARARGS | METH_KEYWORDS,
+     "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32"},
+    {"get_last_error", (PyCFunction)engine_get_last_error, METH_NOARGS, NULL},
+    {"stats", (PyCFunction)engine_stats, METH_NOARGS,
+     "stats() -> dict: evaluated cells, model calls and batch size of the last step."},
+    {NULL, NULL, 0, NULL}};
 
 PyTypeObject AthPyEngine_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "atheria_core._core.Engine",
-    .tp_basicsize = sizeof(PyObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Engine(d_state, device='cpu', grid_size=64, *, background='vacuum', extent=None, "
+              "threshold=0.01, gamma_decay=0.0, unitary=False, seed=0, vacuum_strength=0.1, patch=3): "
+              "the sparse universe.",
+    .tp_basicsize = sizeof(AthPyEngine),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)engine_init,
+    .tp_dealloc = (destructor)engine_dealloc,
+    .tp_traverse = (traverseproc)engine_traverse,
+    .tp_clear = (inquiry)engine_clear_refs,
+    .tp_repr = (reprfunc)engine_repr,
+    .tp_methods = engine_methods,
+    .tp_getset = engine_getset,
 };

@@ -1,0 +1,383 @@
+/* The DenseEngine: a bounded H x W grid in one contiguous array, the model
+ * evaluated once on the whole grid (DESIGN §3.4), double-buffered.
+ *
+ * extent 'zero': the model sees [1, 2d, H, W] and pads as it likes (a conv
+ * stack zero-pads every layer, like the reference engine).
+ * extent 'periodic': the field is padded circularly by the model's
+ * receptive radius R to [1, 2d, H+2R, W+2R] and the centre H x W of the
+ * output is used.  For a conv stack that is exactly circular padding at
+ * every layer (the outer R ring absorbs the zero-padding artefacts), so
+ * models of unknown receptive radius are refused. */
+#include "atheria/dense_engine.h"
+
+#include "atheria/engine.h" /* ath_step_rule */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+struct ath_dense_engine {
+    ath_dense_config cfg;
+    ath_vacuum vac;
+    ath_cf32 *field; /* [H][W][d] */
+    ath_cf32 *next;
+    ath_model *model;
+    int64_t step;
+    float *in_buf, *out_buf;
+    size_t buf_floats; /* capacity of in_buf / out_buf */
+};
+
+/* Bound on H*W*d complex values and on the model's (padded) input size. */
+#define ATH_DENSE_MAX_VALUES ((int64_t)1 << 28)
+#define ATH_DENSE_MAX_INPUT_FLOATS ((int64_t)1 << 30)
+
+void ath_dense_config_default(ath_dense_config *cfg, int64_t grid_size, int64_t d_state) {
+    if (cfg == NULL) return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->grid_size = grid_size;
+    cfg->d_state = d_state;
+    cfg->gamma_decay = 0.0;
+    cfg->unitary = 0;
+    cfg->seed = 0;
+    cfg->vacuum_strength = 0.1;
+    cfg->periodic = 0;
+}
+
+static void fill_vacuum(ath_dense_engine *e) {
+    const int64_t g = e->cfg.grid_size;
+    ath_error err;
+    if (ath_vacuum_region(&e->vac, 0, 0, g, g, 0, 0, e->field, &err) != ATH_OK) {
+        /* Cannot fail for a validated grid; fall back to per-cell evaluation. */
+        int64_t y, x;
+        for (y = 0; y < g; y++)
+            for (x = 0; x < g; x++)
+                ath_vacuum_cell(&e->vac, ath_coord_make(x, y, 0), 0,
+                                e->field + (y * g + x) * e->cfg.d_state);
+    }
+}
+
+ath_status ath_dense_create(const ath_dense_config *cfg, ath_dense_engine **out, ath_error *err) {
+    ath_dense_engine *e;
+    ath_status st;
+    size_t n;
+    if (cfg == NULL || out == NULL) return ath_error_set(err, ATH_ERR_INVALID, "dense engine: NULL argument");
+    if (cfg->d_state < 1 || cfg->d_state > ATH_MAX_D_STATE)
+        return ath_error_set(err, ATH_ERR_INVALID, "d_state must be in [1, %d], got %lld",
+                             ATH_MAX_D_STATE, (long long)cfg->d_state);
+    if (cfg->grid_size < 1 || cfg->grid_size > ATH_MAX_GRID_SIZE)
+        return ath_error_set(err, ATH_ERR_INVALID, "grid_size must be in [1, %lld], got %lld",
+                             (long long)ATH_MAX_GRID_SIZE, (long long)cfg->grid_size);
+    if ((double)cfg->grid_size * (double)cfg->grid_size * (double)cfg->d_state >
+        (double)ATH_DENSE_MAX_VALUES)
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "grid_size^2 * d_state = %lld^2 * %lld exceeds the dense limit of "
+                             "2**28 complex values",
+                             (long long)cfg->grid_size, (long long)cfg->d_state);
+    if (!isfinite(cfg->gamma_decay) || cfg->gamma_decay < 0.0)
+        return ath_error_set(err, ATH_ERR_INVALID, "gamma_decay must be finite and >= 0, got %g",
+                             cfg->gamma_decay);
+    if (!isfinite(cfg->vacuum_strength) || cfg->vacuum_strength < 0.0)
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "vacuum_strength must be finite and >= 0, got %g", cfg->vacuum_strength);
+    e = (ath_dense_engine *)calloc(1, sizeof *e);
+    if (e == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory");
+    e->cfg = *cfg;
+    e->cfg.periodic = cfg->periodic ? 1 : 0;
+    e->cfg.unitary = cfg->unitary ? 1 : 0;
+    st = ath_vacuum_init(&e->vac, cfg->d_state, cfg->seed, cfg->vacuum_strength, err);
+    if (st != ATH_OK) {
+        free(e);
+        return st;
+    }
+    n = (size_t)(cfg->grid_size * cfg->grid_size * cfg->d_state);
+    e->field = (ath_cf32 *)malloc(n * sizeof(ath_cf32));
+    e->next = (ath_cf32 *)malloc(n * sizeof(ath_cf32));
+    if (e->field == NULL || e->next == NULL) {
+        free(e->field);
+        free(e->next);
+        free(e);
+        return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for a %lld x %lld x %lld field",
+                             (long long)cfg->grid_size, (long long)cfg->grid_size,
+                             (long long)cfg->d_state);
+    }
+    fill_vacuum(e);
+    *out = e;
+    return ATH_OK;
+}
+
+void ath_dense_destroy(ath_dense_engine *e) {
+    if (e == NULL) return;
+    free(e->field);
+    free(e->next);
+    free(e->in_buf);
+    free(e->out_buf);
+    free(e);
+}
+
+const ath_dense_config *ath_dense_get_config(const ath_dense_engine *e) { return e ? &e->cfg : NULL; }
+
+static ath_status check_model(const ath_dense_engine *e, const ath_model *m, ath_error *err) {
+    if (m->ops == NULL || m->ops->forward == NULL)
+        return ath_error_set(err, ATH_ERR_INVALID, "model: missing forward()");
+    if (m->channels >= 0 && m->channels != 2 * e->cfg.d_state)
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "model expects %lld channels but the engine has 2*d_state = %lld",
+                             (long long)m->channels, (long long)(2 * e->cfg.d_state));
+    if (e->cfg.periodic) {
+        int64_t hp;
+        if (m->receptive_radius < 0)
+            return ath_error_set(err, ATH_ERR_INVALID,
+                                 "extent 'periodic' needs a model with a known receptive radius "
+                                 "(it pads the field circularly by it); this model's is unknown");
+        if (m->receptive_radius > ATH_MAX_GRID_SIZE)
+            return ath_error_set(err, ATH_ERR_INVALID, "model receptive radius %lld is too large",
+                                 (long long)m->receptive_radius);
+        hp = e->cfg.grid_size + 2 * m->receptive_radius;
+        if ((double)hp * (double)hp * 2.0 * (double)e->cfg.d_state > (double)ATH_DENSE_MAX_INPUT_FLOATS)
+            return ath_error_set(err, ATH_ERR_INVALID,
+                                 "periodic padding by the receptive radius %lld makes the model "
+                                 "input too large",
+                                 (long long)m->receptive_radius);
+    }
+    return ATH_OK;
+}
+
+ath_status ath_dense_set_model(ath_dense_engine *e, ath_model *model, ath_error *err) {
+    ath_status st;
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "dense engine: NULL");
+    if (model != NULL) {
+        st = check_model(e, model, err);
+        if (st != ATH_OK) return st;
+        if (model->ops->reset_memory != NULL) model->ops->reset_memory(model->ctx);
+    }
+    e->model = model;
+    return ATH_OK;
+}
+
+ath_model *ath_dense_get_model(const ath_dense_engine *e) { return e ? e->model : NULL; }
+
+ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
+    const int64_t g = e != NULL ? e->cfg.grid_size : 0, d = e != NULL ? e->cfg.d_state : 0;
+    int64_t R, hp, plane, shape[4], y;
+    size_t need;
+    ath_out_layout layout;
+    ath_status st;
+    ath_model *m;
+    int bad = 0;
+
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "dense engine: NULL");
+    m = e->model;
+    if (m == NULL) return ath_error_set(err, ATH_ERR_NO_MODEL, "no model set (set_model / load_model)");
+    st = check_model(e, m, err);
+    if (st != ATH_OK) return st;
+    R = e->cfg.periodic ? m->receptive_radius : 0;
+    hp = g + 2 * R;
+    plane = hp * hp;
+    need = (size_t)(2 * d * plane);
+    if (need > e->buf_floats) {
+        float *a = (float *)malloc(need * sizeof(float));
+        float *b = (float *)malloc(need * sizeof(float));
+        if (a == NULL || b == NULL) {
+            free(a);
+            free(b);
+            return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the model input");
+        }
+        free(e->in_buf);
+        free(e->out_buf);
+        e->in_buf = a;
+        e->out_buf = b;
+        e->buf_floats = need;
+    }
+
+    /* field [y][x][k] -> input [1][2d][hp][hp] (circular padding by R) */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (y = 0; y < hp; y++) {
+        int64_t sy = y - R, x, k;
+        if (R > 0) {
+            sy %= g;
+            if (sy < 0) sy += g;
+        }
+        for (x = 0; x < hp; x++) {
+            int64_t sx = x - R;
+            const ath_cf32 *src;
+            if (R > 0) {
+                sx %= g;
+                if (sx < 0) sx += g;
+            }
+            src = e->field + (sy * g + sx) * d;
+            for (k = 0; k < d; k++) {
+                e->in_buf[k * plane + y * hp + x] = src[k].re;
+                e->in_buf[(d + k) * plane + y * hp + x] = src[k].im;
+            }
+        }
+    }
+    shape[0] = 1;
+    shape[1] = 2 * d;
+    shape[2] = hp;
+    shape[3] = hp;
+    st = ath_model_forward(m, e->in_buf, shape, e->out_buf, 0, &layout, err);
+    if (st != ATH_OK) {
+        if (m->ops->discard_memory != NULL) m->ops->discard_memory(m->ctx);
+        return st;
+    }
+
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(| : bad)
+#endif
+    for (y = 0; y < g; y++) {
+        int64_t x, k;
+        for (x = 0; x < g; x++) {
+            const float *re = e->out_buf + (y + R) * hp + (x + R);
+            const float *im = re + d * plane;
+            for (k = 0; k < d; k++)
+                if (!isfinite(re[k * plane]) || !isfinite(im[k * plane])) bad = 1;
+            ath_step_rule(e->field + (y * g + x) * d, re, im, (ptrdiff_t)plane, d, e->cfg.gamma_decay,
+                          e->cfg.unitary, e->next + (y * g + x) * d);
+        }
+    }
+    if (bad) {
+        if (m->ops->discard_memory != NULL) m->ops->discard_memory(m->ctx);
+        return ath_error_set(err, ATH_ERR_NONFINITE,
+                             "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                             m->ops->name ? m->ops->name : "?");
+    }
+    {
+        ath_cf32 *t = e->field;
+        e->field = e->next;
+        e->next = t;
+    }
+    e->step++;
+    if (m->ops->commit_memory != NULL) m->ops->commit_memory(m->ctx);
+    return ATH_OK;
+}
+
+const ath_cf32 *ath_dense_state(const ath_dense_engine *e) { return e ? e->field : NULL; }
+
+ath_status ath_dense_set_state(ath_dense_engine *e, const ath_cf32 *field, ath_error *err) {
+    size_t n, i;
+    if (e == NULL || field == NULL) return ath_error_set(err, ATH_ERR_INVALID, "set_state: NULL argument");
+    n = (size_t)(e->cfg.grid_size * e->cfg.grid_size * e->cfg.d_state);
+    for (i = 0; i < n; i++)
+        if (!isfinite(field[i].re) || !isfinite(field[i].im))
+            return ath_error_set(err, ATH_ERR_NONFINITE,
+                                 "set_state: non-finite value (NaN or Inf) at element %zu", i);
+    memcpy(e->field, field, n * sizeof(ath_cf32));
+    return ATH_OK;
+}
+
+int64_t ath_dense_step_count(const ath_dense_engine *e) { return e ? e->step : 0; }
+
+void ath_dense_reset(ath_dense_engine *e) {
+    if (e == NULL) return;
+    fill_vacuum(e);
+    e->step = 0;
+    if (e->model != NULL && e->model->ops->reset_memory != NULL)
+        e->model->ops->reset_memory(e->model->ctx);
+}
+
+/* ---------------------------------------------------------------- tools */
+
+ath_status ath_dense_apply_tool(ath_dense_engine *e, ath_tool tool, const ath_tool_params *p,
+                                ath_error *err) {
+    const int64_t g = e != NULL ? e->cfg.grid_size : 0, d = e != NULL ? e->cfg.d_state : 0;
+    int64_t y0, y1, x0, x1, y;
+    double r2;
+    int bad = 0;
+
+    if (e == NULL || p == NULL) return ath_error_set(err, ATH_ERR_INVALID, "apply_tool: NULL argument");
+    if (tool != ATH_TOOL_COLLAPSE && tool != ATH_TOOL_VORTEX && tool != ATH_TOOL_WAVE)
+        return ath_error_set(err, ATH_ERR_INVALID, "apply_tool: unknown tool %d", (int)tool);
+    if (!isfinite(p->x) || !isfinite(p->y) || !isfinite(p->radius) || !isfinite(p->strength) ||
+        !isfinite(p->angle))
+        return ath_error_set(err, ATH_ERR_INVALID, "apply_tool: parameters must be finite");
+    if (p->radius <= 0.0)
+        return ath_error_set(err, ATH_ERR_INVALID, "apply_tool: radius must be > 0, got %g", p->radius);
+    if (tool == ATH_TOOL_COLLAPSE && (p->strength < 0.0 || p->strength > 1.0))
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "apply_tool: collapse strength must be in [0, 1], got %g", p->strength);
+    r2 = p->radius * p->radius;
+    /* bounding box of the disc, clipped to the grid (in double: x, radius may be huge) */
+    {
+        const double gm = (double)(g - 1);
+        const double fy0 = fmax(0.0, ceil(p->y - p->radius)), fy1 = fmin(gm, floor(p->y + p->radius));
+        const double fx0 = fmax(0.0, ceil(p->x - p->radius)), fx1 = fmin(gm, floor(p->x + p->radius));
+        if (fy0 > fy1 || fx0 > fx1) return ATH_OK;
+        y0 = (int64_t)fy0;
+        y1 = (int64_t)fy1 + 1;
+        x0 = (int64_t)fx0;
+        x1 = (int64_t)fx1 + 1;
+    }
+    if (y0 >= y1 || x0 >= x1) return ATH_OK;
+    /* work on a copy (next), commit only if every new value is finite */
+    memcpy(e->next, e->field, (size_t)(g * g * d) * sizeof(ath_cf32));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(| : bad)
+#endif
+    for (y = y0; y < y1; y++) {
+        int64_t x, k;
+        const double dy = (double)y - p->y;
+        for (x = x0; x < x1; x++) {
+            const double dx = (double)x - p->x;
+            ath_cf32 *psi = e->next + (y * g + x) * d;
+            if (dx * dx + dy * dy > r2) continue;
+            if (tool == ATH_TOOL_COLLAPSE) {
+                const double s = p->strength;
+                double best = -1.0, n0 = 0.0, n1 = 0.0, scale;
+                int64_t kb = 0;
+                for (k = 0; k < d; k++) {
+                    const double a2 = (double)psi[k].re * psi[k].re + (double)psi[k].im * psi[k].im;
+                    const double a = sqrt(a2);
+                    n0 += a2;
+                    if (a > best) {
+                        best = a;
+                        kb = k;
+                    }
+                }
+                for (k = 0; k < d; k++) {
+                    const double f = k == kb ? 1.0 : 1.0 - s;
+                    const double re = f * psi[k].re, im = f * psi[k].im;
+                    n1 += re * re + im * im;
+                }
+                n0 = sqrt(n0);
+                n1 = sqrt(n1);
+                scale = n1 > 0.0 ? n0 / n1 : 1.0;
+                for (k = 0; k < d; k++) {
+                    const double f = k == kb ? 1.0 : 1.0 - s;
+                    psi[k].re = (float)(f * psi[k].re * scale);
+                    psi[k].im = (float)(f * psi[k].im * scale);
+                }
+            } else {
+                const double phase = tool == ATH_TOOL_VORTEX
+                                         ? p->strength * atan2(dy, dx)
+                                         : p->strength * (dx * cos(p->angle) + dy * sin(p->angle));
+                const double c = cos(phase), s = sin(phase);
+                if (!isfinite(c) || !isfinite(s)) {
+                    bad = 1;
+                    continue;
+                }
+                for (k = 0; k < d; k++) {
+                    const double re = psi[k].re, im = psi[k].im;
+                    psi[k].re = (float)(re * c - im * s);
+                    psi[k].im = (float)(re * s + im * c);
+                }
+            }
+            for (k = 0; k < d; k++)
+                if (!isfinite(psi[k].re) || !isfinite(psi[k].im)) bad = 1;
+        }
+    }
+    if (bad)
+        return ath_error_set(err, ATH_ERR_NONFINITE,
+                             "apply_tool: the parameters produce non-finite values; nothing changed");
+    {
+        ath_cf32 *t = e->field;
+        e->field = e->next;
+        e->next = t;
+    }
+    return ATH_OK;
+}

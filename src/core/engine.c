@@ -1,0 +1,1022 @@
+/* The sparse Engine (DESIGN §3.3, §3.4).
+ *
+ * One step:
+ *   1. The evaluated set E = matter cells + every cell within Chebyshev
+ *      radius r = (patch-1)/2 in-plane (clipped to / wrapped into a bounded
+ *      window), deduplicated in a tile index cached in the engine (4 x 4
+ *      tiles found through a small hash table; see "tile index" below).
+ *   2. E is sorted in Morton order (radix sort on ath_coord_morton, ties in
+ *      ath_coord_compare_morton order), so everything after is deterministic;
+ *      the tile index then maps a coordinate to its position in E.
+ *   3. cur[e] = the field at the current step for every e in E (matter, else
+ *      background), computed once.
+ *   4. In fixed chunks of `batch` cells: gather the p x p patches (a
+ *      neighbour inside E reads cur[], one outside E is never matter and
+ *      reads the background), call the model once (stepping thread, outside
+ *      any parallel region), apply the rule into new[e].
+ *   5. Cells with norm > threshold go, in Morton order, into the second map,
+ *      which is swapped in only when everything succeeded.
+ * Every parallel loop writes disjoint slots and every value is computed by
+ * a fixed sequence of operations, so results are bit-identical for any
+ * thread count.  No allocation happens per cell: the scratch buffers are
+ * cached in the engine and only grow. */
+#include "atheria/engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef struct tslot {
+    int64_t x, y, z; /* tile coordinates; x == EMPTY_X: free slot */
+    int64_t tile;    /* tile number */
+} tslot;
+
+typedef struct skey {
+    uint64_t key;
+    uint64_t idx;
+} skey;
+
+#define EMPTY_X INT64_MIN
+#define TILE 4 /* in-plane tile side (cells); a tile's 16 int32 entries are one cache line */
+/* Half-width (tiles) of the neighbour window: ceil(max radius / TILE). */
+#define TILE_WINDOW_MAX ((ATH_ENGINE_MAX_PATCH / 2 + TILE - 1) / TILE)
+
+/* Window of tiles around a centre tile (half-width e->twin), resolved lazily. */
+typedef struct tile_window {
+    int64_t cx, cy, cz; /* centre tile */
+    int valid;
+    int64_t t[(2 * TILE_WINDOW_MAX + 1) * (2 * TILE_WINDOW_MAX + 1)]; /* TILE_UNKNOWN, -1 absent, or tile */
+} tile_window;
+
+struct ath_engine {
+    ath_engine_config cfg;
+    ath_vacuum vac;
+    ath_cellmap *matter;
+    ath_cellmap *next;
+    ath_model *model;
+    int64_t step;
+    int64_t radius;   /* (patch - 1) / 2 */
+    int64_t twin;     /* tile window half-width: ceil(radius / TILE) */
+    int64_t batch;    /* cells per model call */
+    int64_t channels; /* 2 * d_state */
+    ath_engine_stats stats;
+
+    /* step scratch (cached, grows only) */
+    tslot *ttable; /* tile hash table */
+    size_t tcap;   /* power of two */
+    size_t ntiles;
+    int32_t *tcells; /* [tile][TILE*TILE] position in E or -1 */
+    size_t tcells_cap;
+    size_t ecap; /* room in every per-E array below */
+    ath_coord *ecoords, *ecoords_tmp;
+    int64_t *eloc;           /* insertion order: tcells entry of the cell */
+    int64_t *esrc, *esrc_tmp; /* matter index of the cell or -1 */
+    skey *keys, *keys_tmp;
+    ath_cf32 *cur, *newst;
+    double *norms;
+    float *in_buf, *out_buf;
+    ath_cf32 *bg_scratch;            /* per thread: d values */
+    struct tile_window *twindows;    /* per thread */
+    struct tile_window *window;      /* for the sequential build */
+    size_t nscratch;                 /* threads of room in bg_scratch / twindows */
+};
+
+/* ------------------------------------------------------------ step rule */
+
+double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
+                     ptrdiff_t stride, int64_t d_state, double gamma, int unitary, ath_cf32 *out) {
+    double sum = 0.0, n, denom;
+    int64_t k;
+    for (k = 0; k < d_state; k++) {
+        const double pr = psi[k].re, pi = psi[k].im;
+        double dr = delta_re[k * stride], di = delta_im[k * stride];
+        double nr, ni;
+        if (unitary) {
+            const double tr = dr * pr - di * pi;
+            di = dr * pi + di * pr;
+            dr = tr;
+        }
+        dr -= gamma * pr;
+        di -= gamma * pi;
+        nr = pr + dr;
+        ni = pi + di;
+        sum += nr * nr + ni * ni;
+    }
+    n = sqrt(sum);
+    denom = n + 1e-9;
+    for (k = 0; k < d_state; k++) {
+        const double pr = psi[k].re, pi = psi[k].im;
+        double dr = delta_re[k * stride], di = delta_im[k * stride];
+        if (unitary) {
+            const double tr = dr * pr - di * pi;
+            di = dr * pi + di * pr;
+            dr = tr;
+        }
+        dr -= gamma * pr;
+        di -= gamma * pi;
+        out[k].re = (float)((pr + dr) / denom);
+        out[k].im = (float)((pi + di) / denom);
+    }
+    return n;
+}
+
+/* --------------------------------------------------------------- config */
+
+void ath_engine_config_default(ath_engine_config *cfg, int64_t d_state) {
+    if (cfg == NULL) return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->d_state = d_state;
+    cfg->grid_size = 64;
+    cfg->background = ATH_BACKGROUND_VACUUM;
+    cfg->extent = ATH_EXTENT_UNBOUNDED;
+    cfg->threshold = 0.01;
+    cfg->gamma_decay = 0.0;
+    cfg->unitary = 0;
+    cfg->seed = 0;
+    cfg->vacuum_strength = 0.1;
+    cfg->patch = 3;
+    cfg->max_batch = 0;
+}
+
+static ath_status validate_config(const ath_engine_config *c, ath_error *err) {
+    if (c->d_state < 1 || c->d_state > ATH_MAX_D_STATE)
+        return ath_error_set(err, ATH_ERR_INVALID, "d_state must be in [1, %d], got %lld",
+                             ATH_MAX_D_STATE, (long long)c->d_state);
+    if (c->grid_size < 1 || c->grid_size > ATH_MAX_GRID_SIZE)
+        return ath_error_set(err, ATH_ERR_INVALID, "grid_size must be in [1, %lld], got %lld",
+                             (long long)ATH_MAX_GRID_SIZE, (long long)c->grid_size);
+    if (c->background != ATH_BACKGROUND_VACUUM && c->background != ATH_BACKGROUND_ZERO)
+        return ath_error_set(err, ATH_ERR_INVALID, "background: unknown value %d", (int)c->background);
+    if (c->extent != ATH_EXTENT_UNBOUNDED && c->extent != ATH_EXTENT_ZERO &&
+        c->extent != ATH_EXTENT_PERIODIC)
+        return ath_error_set(err, ATH_ERR_INVALID, "extent: unknown value %d", (int)c->extent);
+    if (!isfinite(c->threshold) || c->threshold < 0.0)
+        return ath_error_set(err, ATH_ERR_INVALID, "threshold must be finite and >= 0, got %g",
+                             c->threshold);
+    if (!isfinite(c->gamma_decay) || c->gamma_decay < 0.0)
+        return ath_error_set(err, ATH_ERR_INVALID, "gamma_decay must be finite and >= 0, got %g",
+                             c->gamma_decay);
+    if (!isfinite(c->vacuum_strength) || c->vacuum_strength < 0.0)
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "vacuum_strength must be finite and >= 0, got %g", c->vacuum_strength);
+    if (c->patch < 1 || c->patch % 2 == 0 || c->patch > ATH_ENGINE_MAX_PATCH)
+        return ath_error_set(err, ATH_ERR_INVALID, "patch must be odd and in [1, %d], got %lld",
+                             ATH_ENGINE_MAX_PATCH, (long long)c->patch);
+    if (c->max_batch < 0 || c->max_batch > ((int64_t)1 << 24))
+        return ath_error_set(err, ATH_ERR_INVALID, "max_batch must be in [0, 2**24], got %lld",
+                             (long long)c->max_batch);
+    return ATH_OK;
+}
+
+ath_status ath_engine_create(const ath_engine_config *cfg, ath_engine **out, ath_error *err) {
+    ath_engine *e;
+    ath_status st;
+    int64_t per_cell, b;
+
+    if (cfg == NULL || out == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL argument");
+    st = validate_config(cfg, err);
+    if (st != ATH_OK) return st;
+    e = (ath_engine *)calloc(1, sizeof *e);
+    if (e == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    e->cfg = *cfg;
+    st = ath_vacuum_init(&e->vac, cfg->d_state, cfg->seed, cfg->vacuum_strength, err);
+    if (st != ATH_OK) {
+        free(e);
+        return st;
+    }
+    st = ath_cellmap_create(cfg->d_state, &e->matter, err);
+    if (st == ATH_OK) st = ath_cellmap_create(cfg->d_state, &e->next, err);
+    if (st != ATH_OK) {
+        ath_cellmap_destroy(e->matter);
+        free(e);
+        return st;
+    }
+    e->radius = (cfg->patch - 1) / 2;
+    e->twin = (e->radius + TILE - 1) / TILE;
+    e->window = (struct tile_window *)malloc(sizeof(struct tile_window));
+    if (e->window == NULL) {
+        ath_cellmap_destroy(e->matter);
+        ath_cellmap_destroy(e->next);
+        free(e);
+        return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    }
+    e->channels = 2 * cfg->d_state;
+    per_cell = e->channels * cfg->patch * cfg->patch;
+    b = cfg->max_batch > 0 ? cfg->max_batch : ATH_ENGINE_DEFAULT_BATCH;
+    if (b > ATH_ENGINE_MAX_BATCH_FLOATS / per_cell) b = ATH_ENGINE_MAX_BATCH_FLOATS / per_cell;
+    if (b < 1) b = 1;
+    e->batch = b;
+    e->stats.batch = b;
+    *out = e;
+    return ATH_OK;
+}
+
+void ath_engine_destroy(ath_engine *e) {
+    if (e == NULL) return;
+    ath_cellmap_destroy(e->matter);
+    ath_cellmap_destroy(e->next);
+    free(e->ttable);
+    free(e->tcells);
+    free(e->ecoords);
+    free(e->ecoords_tmp);
+    free(e->eloc);
+    free(e->esrc);
+    free(e->esrc_tmp);
+    free(e->twindows);
+    free(e->window);
+    free(e->keys);
+    free(e->keys_tmp);
+    free(e->cur);
+    free(e->newst);
+    free(e->norms);
+    free(e->in_buf);
+    free(e->out_buf);
+    free(e->bg_scratch);
+    free(e);
+}
+
+const ath_engine_config *ath_engine_get_config(const ath_engine *e) { return e ? &e->cfg : NULL; }
+
+ath_status ath_engine_set_model(ath_engine *e, ath_model *model, ath_error *err) {
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (model != NULL) {
+        if (model->ops == NULL || model->ops->forward == NULL)
+            return ath_error_set(err, ATH_ERR_INVALID, "model: missing forward()");
+        if (model->has_memory)
+            return ath_error_set(err, ATH_ERR_INVALID,
+                                 "memory models (ConvLSTM) cannot run on the sparse Engine: "
+                                 "their memory is a whole-grid tensor; use DenseEngine");
+        if (model->channels >= 0 && model->channels != e->channels)
+            return ath_error_set(err, ATH_ERR_INVALID,
+                                 "model expects %lld channels but the engine has 2*d_state = %lld",
+                                 (long long)model->channels, (long long)e->channels);
+    }
+    e->model = model;
+    return ATH_OK;
+}
+
+ath_model *ath_engine_get_model(const ath_engine *e) { return e ? e->model : NULL; }
+
+size_t ath_engine_matter_count(const ath_engine *e) { return e ? ath_cellmap_size(e->matter) : 0; }
+int64_t ath_engine_step_count(const ath_engine *e) { return e ? e->step : 0; }
+const ath_cellmap *ath_engine_matter(const ath_engine *e) { return e ? e->matter : NULL; }
+
+void ath_engine_clear(ath_engine *e) {
+    if (e == NULL) return;
+    ath_cellmap_clear(e->matter);
+    ath_cellmap_clear(e->next);
+    e->step = 0;
+}
+
+void ath_engine_get_stats(const ath_engine *e, ath_engine_stats *out) {
+    if (e == NULL || out == NULL) return;
+    *out = e->stats;
+}
+
+unsigned ath_engine_exactness(const ath_engine *e, const ath_model *model, int zero_preserving) {
+    unsigned flags = 0;
+    if (e == NULL || model == NULL) return 0;
+    if (e->cfg.background == ATH_BACKGROUND_ZERO && zero_preserving == 0)
+        flags |= ATH_INEXACT_NOT_ZERO_PRESERVING;
+    if (model->receptive_radius >= 0 && model->receptive_radius > e->radius)
+        flags |= ATH_INEXACT_RECEPTIVE_RADIUS;
+    return flags;
+}
+
+/* ------------------------------------------------------------- geometry */
+
+int ath_engine_in_window(const ath_engine *e, ath_coord c) {
+    if (e->cfg.extent == ATH_EXTENT_UNBOUNDED) return 1;
+    return c.x >= 0 && c.x < e->cfg.grid_size && c.y >= 0 && c.y < e->cfg.grid_size;
+}
+
+static int64_t wrap(int64_t v, int64_t g) {
+    int64_t m = v % g;
+    return m < 0 ? m + g : m;
+}
+
+/* Maps a neighbour coordinate through the extent: 1 and *c updated when it
+ * reads the field, 0 when it is outside a zero window (reads 0). */
+static int map_extent(const ath_engine *e, ath_coord *c) {
+    const int64_t g = e->cfg.grid_size;
+    switch (e->cfg.extent) {
+    case ATH_EXTENT_UNBOUNDED: return 1;
+    case ATH_EXTENT_ZERO: return c->x >= 0 && c->x < g && c->y >= 0 && c->y < g;
+    case ATH_EXTENT_PERIODIC:
+        if (c->x < 0 || c->x >= g) c->x = wrap(c->x, g);
+        if (c->y < 0 || c->y >= g) c->y = wrap(c->y, g);
+        return 1;
+    }
+    return 1;
+}
+
+/* Background value of an absent in-window cell at the current step. */
+static void background(const ath_engine *e, ath_coord c, ath_cf32 *out) {
+    if (e->cfg.background == ATH_BACKGROUND_VACUUM)
+        ath_vacuum_cell(&e->vac, c, e->step, out);
+    else
+        memset(out, 0, (size_t)e->cfg.d_state * sizeof(ath_cf32));
+}
+
+/* Field at the current step at an arbitrary coordinate (0 outside a bounded window). */
+static void field_at(const ath_engine *e, ath_coord c, ath_cf32 *out) {
+    const int64_t d = e->cfg.d_state;
+    ptrdiff_t j;
+    if (!ath_engine_in_window(e, c)) {
+        memset(out, 0, (size_t)d * sizeof(ath_cf32));
+        return;
+    }
+    j = ath_cellmap_find(e->matter, c);
+    if (j >= 0)
+        memcpy(out, ath_cellmap_states(e->matter) + (size_t)j * (size_t)d, (size_t)d * sizeof(ath_cf32));
+    else
+        background(e, c, out);
+}
+
+/* ------------------------------------------------------------ tile index
+ *
+ * E is indexed by 4 x 4 in-plane tiles: a small hash table maps a tile
+ * (tx, ty, z) to a tile number, and each tile holds 16 int32 positions in E
+ * (-1: not in E).  A tile is one cache line, cells of one tile are
+ * consecutive in Morton order, and each pass keeps a window of the tiles
+ * around the current one, so a neighbour read is an array access, not a
+ * hash lookup. */
+
+static ath_status grow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err);
+
+static inline int64_t tile_of(int64_t v) { return (v - (v & (TILE - 1))) / TILE; }
+static inline int tile_local(ath_coord c) { return (int)((c.y & (TILE - 1)) * TILE + (c.x & (TILE - 1))); }
+
+static inline uint64_t tile_hash(int64_t x, int64_t y, int64_t z) {
+    uint64_t h = (uint64_t)x * 0x9E3779B97F4A7C15ull;
+    h ^= (uint64_t)y * 0xC2B2AE3D27D4EB4Full;
+    h ^= (uint64_t)z * 0x165667B19E3779F9ull;
+    h ^= h >> 32;
+    h *= 0xD6E8FEB86659FD93ull;
+    h ^= h >> 29;
+    return h;
+}
+
+/* Slot holding tile (x, y, z), or the free slot where it would go. */
+static inline size_t tile_probe(const tslot *t, size_t mask, int64_t x, int64_t y, int64_t z) {
+    size_t i = (size_t)tile_hash(x, y, z) & mask;
+    for (;;) {
+        const tslot *s = &t[i];
+        if (s->x == EMPTY_X || (s->x == x && s->y == y && s->z == z)) return i;
+        i = (i + 1) & mask;
+    }
+}
+
+/* Tile number of (tx, ty, z), or -1 if absent.  Read-only (parallel-safe). */
+static inline int64_t tile_find(const ath_engine *e, int64_t tx, int64_t ty, int64_t z) {
+    const size_t i = tile_probe(e->ttable, e->tcap - 1, tx, ty, z);
+    return e->ttable[i].x == EMPTY_X ? -1 : e->ttable[i].tile;
+}
+
+static ath_status tile_table_resize(ath_engine *e, size_t cap, ath_error *err) {
+    tslot *t = (tslot *)malloc(cap * sizeof *t);
+    size_t i;
+    if (t == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile table)");
+    for (i = 0; i < cap; i++) t[i].x = EMPTY_X;
+    if (e->ttable != NULL)
+        for (i = 0; i < e->tcap; i++) {
+            const tslot *s = &e->ttable[i];
+            if (s->x != EMPTY_X) t[tile_probe(t, cap - 1, s->x, s->y, s->z)] = *s;
+        }
+    free(e->ttable);
+    e->ttable = t;
+    e->tcap = cap;
+    return ATH_OK;
+}
+
+/* Tile number of (tx, ty, z), created (all cells -1) if absent; -1 on allocation failure. */
+static int64_t tile_get(ath_engine *e, int64_t tx, int64_t ty, int64_t z, ath_error *err) {
+    size_t s = tile_probe(e->ttable, e->tcap - 1, tx, ty, z);
+    int64_t t;
+    int k;
+    if (e->ttable[s].x != EMPTY_X) return e->ttable[s].tile;
+    if (2 * (e->ntiles + 1) > e->tcap) {
+        if (tile_table_resize(e, 2 * e->tcap, err) != ATH_OK) return -1;
+        s = tile_probe(e->ttable, e->tcap - 1, tx, ty, z);
+    }
+    if (e->ntiles + 1 > e->tcells_cap &&
+        grow((void **)&e->tcells, &e->tcells_cap, e->ntiles + 1, TILE * TILE * sizeof(int32_t), err) != ATH_OK)
+        return -1;
+    t = (int64_t)e->ntiles++;
+    for (k = 0; k < TILE * TILE; k++) e->tcells[t * TILE * TILE + k] = -1;
+    e->ttable[s].x = tx;
+    e->ttable[s].y = ty;
+    e->ttable[s].z = z;
+    e->ttable[s].tile = t;
+    return t;
+}
+
+#define TILE_UNKNOWN (-2)
+
+static void window_center(const ath_engine *e, tile_window *w, int64_t tx, int64_t ty, int64_t z) {
+    if (w->valid && w->cx == tx && w->cy == ty && w->cz == z) return;
+    {
+        const int64_t side = 2 * e->twin + 1;
+        int64_t i;
+        for (i = 0; i < side * side; i++) w->t[i] = TILE_UNKNOWN;
+    }
+    w->cx = tx;
+    w->cy = ty;
+    w->cz = z;
+    w->valid = 1;
+}
+
+/* Pointer to the window entry of tile (tx, ty) (same z as the centre), or NULL outside the window. */
+static inline int64_t *window_entry(const ath_engine *e, tile_window *w, int64_t tx, int64_t ty) {
+    const int64_t ox = tx - w->cx + e->twin, oy = ty - w->cy + e->twin, side = 2 * e->twin + 1;
+    if (ox < 0 || ox >= side || oy < 0 || oy >= side) return NULL;
+    return &w->t[oy * side + ox];
+}
+
+/* Position in E of c (already mapped through the extent), or -1.  Read-only. */
+static inline int64_t e_find(const ath_engine *e, tile_window *w, ath_coord c) {
+    const int64_t tx = tile_of(c.x), ty = tile_of(c.y);
+    int64_t *slot = c.z == w->cz ? window_entry(e, w, tx, ty) : NULL;
+    int64_t t;
+    if (slot != NULL) {
+        if (*slot == TILE_UNKNOWN) *slot = tile_find(e, tx, ty, c.z);
+        t = *slot;
+    } else {
+        t = tile_find(e, tx, ty, c.z);
+    }
+    return t < 0 ? -1 : e->tcells[t * TILE * TILE + tile_local(c)];
+}
+
+static ath_status grow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err) {
+    void *q;
+    size_t n;
+    if (need <= *cap) return ATH_OK;
+    n = *cap > 0 ? *cap : 1024;
+    while (n < need) n *= 2;
+    q = realloc(*p, n * elem);
+    if (q == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    *p = q;
+    *cap = n;
+    return ATH_OK;
+}
+
+/* Room for `need` entries in every per-E array. */
+static ath_status e_reserve(ath_engine *e, size_t need, ath_error *err) {
+    const size_t d = (size_t)e->cfg.d_state;
+    size_t cap;
+    void *p;
+    if (need <= e->ecap) return ATH_OK;
+    cap = e->ecap > 0 ? e->ecap : 1024;
+    while (cap < need) cap *= 2;
+#define ATH_REALLOC(field, size)                                                                   \
+    p = realloc(e->field, (size));                                                                 \
+    if (p == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu cells)", cap); \
+    e->field = p;
+    ATH_REALLOC(ecoords, cap * sizeof(ath_coord))
+    ATH_REALLOC(ecoords_tmp, cap * sizeof(ath_coord))
+    ATH_REALLOC(eloc, cap * sizeof(int64_t))
+    ATH_REALLOC(esrc, cap * sizeof(int64_t))
+    ATH_REALLOC(esrc_tmp, cap * sizeof(int64_t))
+    ATH_REALLOC(keys, cap * sizeof(skey))
+    ATH_REALLOC(keys_tmp, cap * sizeof(skey))
+    ATH_REALLOC(cur, cap * d * sizeof(ath_cf32))
+    ATH_REALLOC(newst, cap * d * sizeof(ath_cf32))
+    ATH_REALLOC(norms, cap * sizeof(double))
+#undef ATH_REALLOC
+    e->ecap = cap;
+    return ATH_OK;
+}
+
+/* Step 1: E = matter dilated by r in-plane, through the extent (insertion order). */
+static ath_status build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) {
+    const size_t nm = ath_cellmap_size(e->matter);
+    const ath_coord *mc = ath_cellmap_coords(e->matter);
+    const int64_t r = e->radius;
+    size_t want = 256, n = 0, i;
+    tile_window *w = e->window;
+    ath_status st;
+
+    /* ~ nm / 8 tiles for a compact blob, up to ~ 2.25 nm when scattered; the table grows */
+    while (want < nm / 2) want *= 2;
+    if (e->tcap < want) {
+        free(e->ttable);
+        e->ttable = NULL;
+        e->tcap = 0;
+        st = tile_table_resize(e, want, err);
+        if (st != ATH_OK) return st;
+    } else {
+        for (i = 0; i < e->tcap; i++) e->ttable[i].x = EMPTY_X;
+    }
+    e->ntiles = 0;
+    w->valid = 0;
+    st = e_reserve(e, nm + 16, err);
+    if (st != ATH_OK) return st;
+
+    for (i = 0; i < nm; i++) {
+        const ath_coord m = mc[i];
+        int64_t dy, dx;
+        window_center(e, w, tile_of(m.x), tile_of(m.y), m.z);
+        for (dy = -r; dy <= r; dy++) {
+            for (dx = -r; dx <= r; dx++) {
+                ath_coord c = m;
+                int64_t tx, ty, t, *slot;
+                int32_t *cell;
+                c.x += dx;
+                c.y += dy;
+                if (!map_extent(e, &c)) continue;
+                tx = tile_of(c.x);
+                ty = tile_of(c.y);
+                slot = window_entry(e, w, tx, ty);
+                if (slot != NULL && *slot >= 0) {
+                    t = *slot;
+                } else {
+                    t = tile_get(e, tx, ty, c.z, err);
+                    if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+                    if (slot != NULL) *slot = t;
+                }
+                cell = &e->tcells[t * TILE * TILE + tile_local(c)];
+                if (*cell < 0) {
+                    if (n >= (size_t)INT32_MAX)
+                        return ath_error_set(err, ATH_ERR_NOMEM, "engine: more than 2**31 cells to evaluate");
+                    if (n + 1 > e->ecap) {
+                        st = e_reserve(e, n + 1, err);
+                        if (st != ATH_OK) return st;
+                    }
+                    *cell = (int32_t)n;
+                    e->ecoords[n] = c;
+                    e->eloc[n] = t * TILE * TILE + tile_local(c);
+                    e->esrc[n] = -1;
+                    n++;
+                }
+                if (dx == 0 && dy == 0) e->esrc[*cell] = (int64_t)i;
+            }
+        }
+    }
+    *n_out = n;
+    return ATH_OK;
+}
+
+static int key_less(const ath_engine *e, const skey *a, const skey *b) {
+    if (a->key != b->key) return a->key < b->key;
+    return ath_coord_compare_morton(&e->ecoords[a->idx], &e->ecoords[b->idx]) < 0;
+}
+
+/* Stable merge sort of keys[lo, hi) by (key, coordinate) using tmp. */
+static void merge_sort_keys(const ath_engine *e, skey *a, skey *tmp, size_t n) {
+    size_t width, i;
+    skey *src = a, *dst = tmp;
+    for (width = 1; width < n; width *= 2) {
+        for (i = 0; i < n; i += 2 * width) {
+            size_t l = i, m = i + width < n ? i + width : n, h = i + 2 * width < n ? i + 2 * width : n;
+            size_t p = l, q = m, k = l;
+            while (p < m && q < h) dst[k++] = key_less(e, &src[q], &src[p]) ? src[q++] : src[p++];
+            while (p < m) dst[k++] = src[p++];
+            while (q < h) dst[k++] = src[q++];
+        }
+        {
+            skey *t = src;
+            src = dst;
+            dst = t;
+        }
+    }
+    if (src != a) memcpy(a, src, n * sizeof *a);
+}
+
+/* Step 2: Morton order (LSD radix sort on the key; cells with equal keys, i.e.
+ * differing only beyond the key's 21 bits, in ath_coord_compare_morton order),
+ * then point the tiles at the sorted positions. */
+static void sort_eval_set(ath_engine *e, size_t n) {
+    size_t i;
+    ptrdiff_t si, sn = (ptrdiff_t)n;
+    int pass;
+    if (n == 0) return;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 4096)
+#endif
+    for (si = 0; si < sn; si++) {
+        e->keys[si].key = ath_coord_morton(e->ecoords[si]);
+        e->keys[si].idx = (uint64_t)si;
+    }
+    for (pass = 0; pass < 8; pass++) {
+        const int shift = pass * 8;
+        size_t count[256], pos = 0;
+        skey *tmp;
+        memset(count, 0, sizeof count);
+        for (i = 0; i < n; i++) count[(e->keys[i].key >> shift) & 0xFF]++;
+        if (count[(e->keys[0].key >> shift) & 0xFF] == n) continue; /* byte constant */
+        for (i = 0; i < 256; i++) {
+            const size_t c = count[i];
+            count[i] = pos;
+            pos += c;
+        }
+        for (i = 0; i < n; i++) e->keys_tmp[count[(e->keys[i].key >> shift) & 0xFF]++] = e->keys[i];
+        tmp = e->keys;
+        e->keys = e->keys_tmp;
+        e->keys_tmp = tmp;
+    }
+    for (i = 0; i + 1 < n;) {
+        size_t j = i + 1;
+        while (j < n && e->keys[j].key == e->keys[i].key) j++;
+        if (j - i > 1) merge_sort_keys(e, e->keys + i, e->keys_tmp, j - i);
+        i = j;
+    }
+    /* permute; each cell owns one tile entry, so the writes are disjoint */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 4096)
+#endif
+    for (si = 0; si < sn; si++) {
+        const size_t from = (size_t)e->keys[si].idx;
+        e->ecoords_tmp[si] = e->ecoords[from];
+        e->esrc_tmp[si] = e->esrc[from];
+        e->tcells[e->eloc[from]] = (int32_t)si;
+    }
+    {
+        ath_coord *t = e->ecoords;
+        int64_t *s = e->esrc;
+        e->ecoords = e->ecoords_tmp;
+        e->ecoords_tmp = t;
+        e->esrc = e->esrc_tmp;
+        e->esrc_tmp = s;
+    }
+}
+
+static ath_status scratch_reserve(ath_engine *e, int nthreads, ath_error *err) {
+    const size_t d = (size_t)e->cfg.d_state;
+    const size_t per = (size_t)(e->batch * e->channels * e->cfg.patch * e->cfg.patch);
+    if (e->in_buf == NULL) {
+        e->in_buf = (float *)malloc(per * sizeof(float));
+        if (e->in_buf == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    }
+    if (e->out_buf == NULL) {
+        e->out_buf = (float *)malloc(per * sizeof(float));
+        if (e->out_buf == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    }
+    if ((size_t)nthreads > e->nscratch) {
+        ath_cf32 *s = (ath_cf32 *)realloc(e->bg_scratch, (size_t)nthreads * d * sizeof(ath_cf32));
+        tile_window *w;
+        if (s == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+        e->bg_scratch = s;
+        w = (tile_window *)realloc(e->twindows, (size_t)nthreads * sizeof(tile_window));
+        if (w == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+        e->twindows = w;
+        e->nscratch = (size_t)nthreads;
+    }
+    return ATH_OK;
+}
+
+/* Step 4a: the patch of cell s0 + b of E into item b of in_buf. */
+static void gather_item(const ath_engine *e, tile_window *w, ath_cf32 *scratch, size_t s0, int64_t b) {
+    const int64_t d = e->cfg.d_state, p = e->cfg.patch, r = e->radius, pp = p * p;
+    const ath_coord c0 = e->ecoords[s0 + (size_t)b];
+    float *base = e->in_buf + b * e->channels * pp;
+    int64_t dy, dx, k;
+    window_center(e, w, tile_of(c0.x), tile_of(c0.y), c0.z);
+    for (dy = -r; dy <= r; dy++) {
+        for (dx = -r; dx <= r; dx++) {
+            const int64_t px = (dy + r) * p + (dx + r);
+            ath_coord c = c0;
+            const ath_cf32 *v;
+            int64_t idx;
+            c.x += dx;
+            c.y += dy;
+            if (!map_extent(e, &c)) {
+                for (k = 0; k < d; k++) {
+                    base[k * pp + px] = 0.0f;
+                    base[(d + k) * pp + px] = 0.0f;
+                }
+                continue;
+            }
+            idx = e_find(e, w, c);
+            if (idx >= 0) {
+                v = e->cur + idx * d;
+            } else {
+                background(e, c, scratch);
+                v = scratch;
+            }
+            for (k = 0; k < d; k++) {
+                base[k * pp + px] = v[k].re;
+                base[(d + k) * pp + px] = v[k].im;
+            }
+        }
+    }
+}
+
+/* Step 4c: the rule for cell s0 + b from item b of out_buf.  Returns 1 if the
+ * model's output for it is not finite. */
+static int update_item(ath_engine *e, ath_out_layout layout, size_t s0, int64_t b) {
+    const int64_t d = e->cfg.d_state, p = e->cfg.patch, pp = p * p, C = e->channels;
+    const size_t ei = s0 + (size_t)b;
+    const float *re, *im;
+    ptrdiff_t stride;
+    int64_t k;
+    int bad = 0;
+    if (layout == ATH_OUT_CENTER) {
+        re = e->out_buf + b * C;
+        im = re + d;
+        stride = 1;
+    } else {
+        re = e->out_buf + b * C * pp + e->radius * p + e->radius;
+        im = re + d * pp;
+        stride = (ptrdiff_t)pp;
+    }
+    for (k = 0; k < d; k++)
+        if (!isfinite(re[k * stride]) || !isfinite(im[k * stride])) bad = 1;
+    e->norms[ei] = ath_step_rule(e->cur + ei * (size_t)d, re, im, stride, d, e->cfg.gamma_decay,
+                                 e->cfg.unitary, e->newst + ei * (size_t)d);
+    return bad;
+}
+
+/* One parallel region: the update of chunk [u0, u0+nu) (nu may be 0) and the
+ * gather of chunk [g0, g0+ng) (ng may be 0); they touch disjoint buffers.
+ * Returns 1 if the updated chunk had non-finite model output. */
+static int update_and_gather(ath_engine *e, ath_out_layout layout, size_t u0, int64_t nu, size_t g0,
+                             int64_t ng) {
+    int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel if (nu + ng > 256)
+#endif
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num();
+#else
+        const int tid = 0;
+#endif
+        ath_cf32 *scratch = e->bg_scratch + (size_t)tid * (size_t)e->cfg.d_state;
+        tile_window *w = &e->twindows[tid];
+        int64_t b;
+        w->valid = 0;
+#ifdef _OPENMP
+#pragma omp for schedule(static) reduction(| : bad) nowait
+#endif
+        for (b = 0; b < nu; b++) bad |= update_item(e, layout, u0, b);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (b = 0; b < ng; b++) gather_item(e, w, scratch, g0, b);
+    }
+    return bad;
+}
+
+ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err) {
+    const int64_t d = e != NULL ? e->cfg.d_state : 0;
+    size_t n = 0, s0, kept, i;
+    ptrdiff_t si, sn;
+    int nthreads = 1;
+    int64_t calls = 0;
+    ath_status st;
+
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (e->model == NULL) return ath_error_set(err, ATH_ERR_NO_MODEL, "no model set (set_model / load_model)");
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+    if (nthreads < 1) nthreads = 1;
+#endif
+    st = scratch_reserve(e, nthreads, err);
+    if (st == ATH_OK) st = build_eval_set(e, &n, err);
+    if (st != ATH_OK) return st;
+    sort_eval_set(e, n);
+    sn = (ptrdiff_t)n;
+
+    /* 3: the current field on E (matter, else background), once per cell */
+    {
+        const ath_cf32 *ms = ath_cellmap_states(e->matter);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 1024)
+#endif
+        for (si = 0; si < sn; si++) {
+            const int64_t j = e->esrc[si];
+            ath_cf32 *dst = e->cur + si * d;
+            if (j >= 0)
+                memcpy(dst, ms + j * d, (size_t)d * sizeof(ath_cf32));
+            else
+                background(e, e->ecoords[si], dst);
+        }
+    }
+
+    /* 4: model in fixed chunks; the update of one chunk runs in the same
+     * parallel region as the gather of the next */
+    if (n > 0) update_and_gather(e, ATH_OUT_FULL, 0, 0, 0, (int64_t)(n < (size_t)e->batch ? n : (size_t)e->batch));
+    for (s0 = 0; s0 < n; s0 += (size_t)e->batch) {
+        const int64_t nb = (int64_t)(n - s0 < (size_t)e->batch ? n - s0 : (size_t)e->batch);
+        const size_t g0 = s0 + (size_t)nb;
+        const int64_t ng = (int64_t)(g0 >= n ? 0 : (n - g0 < (size_t)e->batch ? n - g0 : (size_t)e->batch));
+        int64_t shape[4];
+        ath_out_layout layout;
+
+        shape[0] = nb;
+        shape[1] = e->channels;
+        shape[2] = e->cfg.patch;
+        shape[3] = e->cfg.patch;
+        st = ath_model_forward(e->model, e->in_buf, shape, e->out_buf, 1, &layout, err);
+        if (st != ATH_OK) return st;
+        calls++;
+        if (update_and_gather(e, layout, s0, nb, g0, ng))
+            return ath_error_set(err, ATH_ERR_NONFINITE,
+                                 "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                                 e->model->ops->name ? e->model->ops->name : "?");
+    }
+
+    /* 5: keep, compact (in Morton order), build the new map, swap */
+    kept = 0;
+    for (i = 0; i < n; i++) {
+        if (e->norms[i] > e->cfg.threshold) {
+            if (kept != i) {
+                e->ecoords[kept] = e->ecoords[i];
+                memcpy(e->newst + kept * (size_t)d, e->newst + i * (size_t)d,
+                       (size_t)d * sizeof(ath_cf32));
+            }
+            kept++;
+        }
+    }
+    ath_cellmap_clear(e->next);
+    st = ath_cellmap_set_many(e->next, kept, e->ecoords, e->newst, err);
+    if (st != ATH_OK) {
+        ath_cellmap_clear(e->next);
+        return st;
+    }
+    ath_cellmap_swap(e->matter, e->next);
+    ath_cellmap_clear(e->next);
+    e->step++;
+    e->stats.evaluated = (int64_t)n;
+    e->stats.model_calls = calls;
+    e->stats.batch = e->batch;
+    if (matter_count != NULL) *matter_count = (int64_t)kept;
+    return ATH_OK;
+}
+
+/* ------------------------------------------------------------ matter I/O */
+
+ath_status ath_engine_add_particles(ath_engine *e, size_t n, const ath_coord *coords,
+                                    const ath_cf32 *states, ath_error *err) {
+    const int64_t d = e != NULL ? e->cfg.d_state : 0;
+    size_t i;
+    int64_t k;
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (n == 0) return ATH_OK;
+    if (coords == NULL || states == NULL)
+        return ath_error_set(err, ATH_ERR_INVALID, "add_particles: NULL array");
+    for (i = 0; i < n; i++) {
+        const ath_coord c = coords[i];
+        if (!ath_coord_in_limits(c))
+            return ath_error_set(err, ATH_ERR_RANGE,
+                                 "add_particles: coordinate %zu out of range (|c| <= 2**60)", i);
+        if (!ath_engine_in_window(e, c))
+            return ath_error_set(err, ATH_ERR_INVALID,
+                                 "add_particles: coordinate (%lld, %lld, %lld) is outside the "
+                                 "window [0, %lld)^2 of the bounded extent",
+                                 (long long)c.x, (long long)c.y, (long long)c.z,
+                                 (long long)e->cfg.grid_size);
+        for (k = 0; k < d; k++) {
+            const ath_cf32 v = states[i * (size_t)d + (size_t)k];
+            if (!isfinite(v.re) || !isfinite(v.im))
+                return ath_error_set(err, ATH_ERR_NONFINITE,
+                                     "add_particles: state %zu has a non-finite value", i);
+        }
+    }
+    return ath_cellmap_set_many(e->matter, n, coords, states, err);
+}
+
+ath_status ath_engine_get_states(const ath_engine *e, size_t n, const ath_coord *coords,
+                                 ath_cf32 *out, ath_error *err) {
+    ptrdiff_t i, sn = (ptrdiff_t)n;
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (n == 0) return ATH_OK;
+    if (coords == NULL || out == NULL) return ath_error_set(err, ATH_ERR_INVALID, "get_states: NULL array");
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (i = 0; i < sn; i++) field_at(e, coords[i], out + i * e->cfg.d_state);
+    return ATH_OK;
+}
+
+ath_status ath_engine_to_dense(const ath_engine *e, int64_t x0, int64_t y0, int64_t x1, int64_t y1,
+                               int64_t z, ath_cf32 *out, ath_error *err) {
+    const int64_t d = e != NULL ? e->cfg.d_state : 0;
+    int64_t w, h, row;
+    size_t nm;
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (x1 < x0 || y1 < y0)
+        return ath_error_set(err, ATH_ERR_INVALID, "to_dense: need x0 <= x1 and y0 <= y1");
+    if (!ath_coord_in_limits(ath_coord_make(x0, y0, z)) || !ath_coord_in_limits(ath_coord_make(x1, y1, z)))
+        return ath_error_set(err, ATH_ERR_RANGE, "to_dense: region out of range (|c| <= 2**60)");
+    w = x1 - x0;
+    h = y1 - y0;
+    if (w == 0 || h == 0) return ATH_OK;
+    if (out == NULL) return ath_error_set(err, ATH_ERR_INVALID, "to_dense: NULL output");
+    nm = ath_cellmap_size(e->matter);
+    if ((double)w * (double)h <= 4.0 * (double)nm) {
+        /* dense matter: one lookup per cell */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+        for (row = 0; row < h; row++) {
+            int64_t x;
+            for (x = 0; x < w; x++)
+                field_at(e, ath_coord_make(x0 + x, y0 + row, z), out + (row * w + x) * d);
+        }
+    } else {
+        /* sparse matter: background everywhere, then scan the matter */
+        const ath_coord *mc = ath_cellmap_coords(e->matter);
+        const ath_cf32 *ms = ath_cellmap_states(e->matter);
+        size_t i;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+        for (row = 0; row < h; row++) {
+            int64_t x;
+            for (x = 0; x < w; x++) {
+                const ath_coord c = ath_coord_make(x0 + x, y0 + row, z);
+                ath_cf32 *dst = out + (row * w + x) * d;
+                if (ath_engine_in_window(e, c))
+                    background(e, c, dst);
+                else
+                    memset(dst, 0, (size_t)d * sizeof(ath_cf32));
+            }
+        }
+        for (i = 0; i < nm; i++) {
+            const ath_coord c = mc[i];
+            if (c.z == z && c.x >= x0 && c.x < x1 && c.y >= y0 && c.y < y1)
+                memcpy(out + ((c.y - y0) * w + (c.x - x0)) * d, ms + i * (size_t)d,
+                       (size_t)d * sizeof(ath_cf32));
+        }
+    }
+    return ATH_OK;
+}
+
+ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int64_t radius,
+                                            ath_error *err) {
+    const int64_t d = e != NULL ? e->cfg.d_state : 0;
+    int64_t side, dy, dx;
+    size_t n = 0, cap;
+    ath_coord *cs;
+    ath_cf32 *vs;
+    ath_status st;
+
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (radius < 0)
+        return ath_error_set(err, ATH_ERR_INVALID, "activate_neighborhood: radius must be >= 0, got %lld",
+                             (long long)radius);
+    if (!ath_coord_in_limits(coord))
+        return ath_error_set(err, ATH_ERR_RANGE, "activate_neighborhood: coordinate out of range");
+    if (radius > ((int64_t)1 << 14))
+        return ath_error_set(err, ATH_ERR_INVALID, "activate_neighborhood: radius %lld is too large",
+                             (long long)radius);
+    side = 2 * radius + 1;
+    cap = (size_t)(side * side);
+    cs = (ath_coord *)malloc(cap * sizeof *cs);
+    vs = (ath_cf32 *)malloc(cap * (size_t)d * sizeof *vs);
+    if (cs == NULL || vs == NULL) {
+        free(cs);
+        free(vs);
+        return ath_error_set(err, ATH_ERR_NOMEM, "activate_neighborhood: out of memory");
+    }
+    for (dy = -radius; dy <= radius; dy++) {
+        for (dx = -radius; dx <= radius; dx++) {
+            ath_coord c = coord;
+            c.x += dx;
+            c.y += dy;
+            if (e->cfg.extent == ATH_EXTENT_ZERO && !ath_engine_in_window(e, c)) continue;
+            if (!map_extent(e, &c)) continue;
+            if (!ath_coord_in_limits(c)) continue;
+            if (ath_cellmap_find(e->matter, c) >= 0) continue;
+            cs[n] = c;
+            background(e, c, vs + n * (size_t)d);
+            n++;
+        }
+    }
+    st = ath_cellmap_set_many(e->matter, n, cs, vs, err);
+    free(cs);
+    free(vs);
+    return st;
+}
+
+ath_status ath_engine_query_radius(const ath_engine *e, ath_coord center, double radius,
+                                   ath_coord **out, size_t *n_out, ath_error *err) {
+    const size_t nm = e != NULL ? ath_cellmap_size(e->matter) : 0;
+    const ath_coord *mc;
+    ath_coord *res;
+    size_t i, n = 0;
+    double r2;
+    if (e == NULL || out == NULL || n_out == NULL)
+        return ath_error_set(err, ATH_ERR_INVALID, "query_radius: NULL argument");
+    if (!isfinite(radius) || radius < 0.0)
+        return ath_error_set(err, ATH_ERR_INVALID, "query_radius: radius must be finite and >= 0, got %g",
+                             radius);
+    mc = ath_cellmap_coords(e->matter);
+    res = (ath_coord *)malloc((nm > 0 ? nm : 1) * sizeof *res);
+    if (res == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "query_radius: out of memory");
+    r2 = radius * radius;
+    for (i = 0; i < nm; i++) {
+        const double dx = (double)(mc[i].x - center.x), dy = (double)(mc[i].y - center.y);
+        const double dz = (double)(mc[i].z - center.z);
+        if (dx * dx + dy * dy + dz * dz <= r2) res[n++] = mc[i];
+    }
+    ath_coord_sort_morton(res, n);
+    *out = res;
+    *n_out = n;
+    return ATH_OK;
+}
