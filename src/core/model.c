@@ -156,8 +156,8 @@ ath_status ath_model_zero_create(int64_t channels, ath_model **out, ath_error *e
 
 typedef struct conv_layer {
     int64_t out_ch, in_ch, k;
-    float *weight; /* [out, in, k, k] */
-    float *bias;   /* [out] or NULL */
+    float *wt;   /* weights transposed to [in][k][k][out] (the out loop is the vector loop) */
+    float *bias; /* [out] or NULL */
 } conv_layer;
 
 typedef struct conv_ctx {
@@ -185,63 +185,70 @@ static float activate(ath_activation act, float v) {
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* One output channel o of layer L over window ow, reading `in` (channels of
- * window iw, channel stride iw.h*iw.w).  Reads outside iw are zero (they are
- * exactly the reads outside the item: iw covers every in-item read). */
-static void conv_channel(const conv_layer *L, int64_t o, const float *in, win iw, float *op, win ow,
-                         int apply_act, ath_activation act) {
-    const int64_t k = L->k, r = k / 2;
-    const int64_t area_in = iw.h * iw.w, area_out = ow.h * ow.w;
-    const float b = L->bias != NULL ? L->bias[o] : 0.0f;
-    int64_t i, ky, kx, y, x;
-
-    for (i = 0; i < area_out; i++) op[i] = b;
-    for (i = 0; i < L->in_ch; i++) {
-        const float *ip = in + i * area_in;
-        const float *wk = L->weight + (o * L->in_ch + i) * k * k;
-        for (ky = 0; ky < k; ky++) {
-            const int64_t dy = ky - r;
-            const int64_t ylo = imax(ow.y0, iw.y0 - dy), yhi = imin(ow.y0 + ow.h, iw.y0 + iw.h - dy);
-            for (kx = 0; kx < k; kx++) {
-                const int64_t dx = kx - r;
-                const int64_t xlo = imax(ow.x0, iw.x0 - dx);
-                const int64_t xhi = imin(ow.x0 + ow.w, iw.x0 + iw.w - dx);
-                const float wv = wk[ky * k + kx];
-                if (xlo >= xhi) continue;
-                for (y = ylo; y < yhi; y++) {
-                    float *orow = op + (y - ow.y0) * ow.w - ow.x0;
-                    const float *irow = ip + (y + dy - iw.y0) * iw.w - iw.x0 + dx;
-                    for (x = xlo; x < xhi; x++) orow[x] += wv * irow[x];
-                }
-            }
-        }
-    }
-    if (apply_act)
-        for (i = 0; i < area_out; i++) op[i] = activate(act, op[i]);
-}
-
+/* Layer L over the output window ow, reading `in` (channels of window iw,
+ * channel stride iw.h * iw.w).  Reads outside iw are zero: iw covers every
+ * read inside the item, so they are exactly the reads outside the item (the
+ * zero padding).  Each output value is bias + sum over (in channel, kernel
+ * row, kernel column) in that order; the loop over output channels is the
+ * vector loop, so the order per value never changes.  acc_base: room for
+ * out_ch floats per thread.  parallel: split the output rows over threads. */
 static void conv_layer_apply(const conv_layer *L, const float *in, win iw, float *out, win ow,
-                             int apply_act, ath_activation act, int parallel) {
-    int64_t o;
-    const int64_t area_out = ow.h * ow.w;
+                             int apply_act, ath_activation act, float *acc_base, int parallel) {
+    const int64_t O = L->out_ch, I = L->in_ch, k = L->k, r = k / 2;
+    const int64_t area_in = iw.h * iw.w, area_out = ow.h * ow.w;
+    int64_t y;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (parallel)
 #endif
-    for (o = 0; o < L->out_ch; o++)
-        conv_channel(L, o, in, iw, out + o * area_out, ow, apply_act, act);
+    for (y = 0; y < ow.h; y++) {
+#ifdef _OPENMP
+        float *restrict acc = acc_base + (size_t)omp_get_thread_num() * (size_t)O;
+#else
+        float *restrict acc = acc_base;
+#endif
+        const int64_t gy = ow.y0 + y;
+        const int64_t ky0 = imax(0, iw.y0 - gy + r), ky1 = imin(k, iw.y0 + iw.h - gy + r);
+        int64_t x;
+        for (x = 0; x < ow.w; x++) {
+            const int64_t gx = ow.x0 + x;
+            const int64_t kx0 = imax(0, iw.x0 - gx + r), kx1 = imin(k, iw.x0 + iw.w - gx + r);
+            int64_t o, i, ky, kx;
+            if (L->bias != NULL)
+                for (o = 0; o < O; o++) acc[o] = L->bias[o];
+            else
+                for (o = 0; o < O; o++) acc[o] = 0.0f;
+            for (i = 0; i < I; i++) {
+                const float *ip = in + i * area_in;
+                for (ky = ky0; ky < ky1; ky++) {
+                    const float *irow = ip + (gy + ky - r - iw.y0) * iw.w + (gx - r - iw.x0);
+                    const float *wrow = L->wt + ((i * k + ky) * k) * O;
+                    for (kx = kx0; kx < kx1; kx++) {
+                        const float v = irow[kx];
+                        const float *restrict w = wrow + kx * O;
+                        for (o = 0; o < O; o++) acc[o] += w[o] * v;
+                    }
+                }
+            }
+            if (apply_act)
+                for (o = 0; o < O; o++) out[o * area_out + y * ow.w + x] = activate(act, acc[o]);
+            else
+                for (o = 0; o < O; o++) out[o * area_out + y * ow.w + x] = acc[o];
+        }
+    }
     (void)parallel;
 }
 
 /* Runs every layer on one item.  wins[0] is the whole item (the input),
- * wins[l+1] the output window of layer l.  scratch: 2 * max_ch * H * W floats. */
+ * wins[l+1] the output window of layer l.  scratch: 2 * half floats for the
+ * intermediate layers; acc: out_ch floats per thread. */
 static void conv_item(const conv_ctx *c, const float *item, const win *wins, float *out,
-                      float *scratch, size_t half, int parallel) {
+                      float *scratch, size_t half, float *acc, int parallel) {
     const float *src = item;
     size_t l;
     for (l = 0; l < c->n_layers; l++) {
         const int last = l + 1 == c->n_layers;
         float *dst = last ? out : scratch + (l % 2) * half;
-        conv_layer_apply(&c->layers[l], src, wins[l], dst, wins[l + 1], !last, c->act, parallel);
+        conv_layer_apply(&c->layers[l], src, wins[l], dst, wins[l + 1], !last, c->act, acc, parallel);
         src = dst;
     }
 }
@@ -254,8 +261,8 @@ static ath_status conv_forward(void *ctx, const float *in, const int64_t shape[4
     const int64_t item_out = want_center ? C : C * H * W;
     win *wins;
     float *scratch;
-    size_t half, l;
-    int nthreads = 1;
+    size_t half, l, per_thread, n_floats;
+    int nthreads = 1, split_items;
     int64_t b;
 
     if (C != c->layers[0].in_ch)
@@ -299,28 +306,30 @@ static ath_status conv_forward(void *ctx, const float *in, const int64_t shape[4
     nthreads = omp_get_max_threads();
     if (nthreads < 1) nthreads = 1;
 #endif
-    if (B < 2 * (int64_t)nthreads) nthreads = 1; /* parallel inside the layers instead */
-    scratch = NULL;
-    if (half > 0) {
-        scratch = (float *)malloc((size_t)nthreads * 2 * half * sizeof(float));
-        if (scratch == NULL) {
-            free(wins);
-            return ath_error_set(err, ATH_ERR_NOMEM, "conv model: out of memory for %zu floats",
-                                 (size_t)nthreads * 2 * half);
-        }
+    /* Many items: threads split the items, each with its own two layer
+     * buffers and accumulator row.  Few items: items one by one, threads
+     * split the rows of each layer (one shared pair of layer buffers, one
+     * accumulator row per thread).  Same numbers either way. */
+    per_thread = 2 * half + (size_t)c->max_ch;
+    split_items = nthreads > 1 && B >= 2 * (int64_t)nthreads;
+    n_floats = split_items ? (size_t)nthreads * per_thread : 2 * half + (size_t)nthreads * (size_t)c->max_ch;
+    scratch = (float *)malloc(n_floats * sizeof(float));
+    if (scratch == NULL) {
+        free(wins);
+        return ath_error_set(err, ATH_ERR_NOMEM, "conv model: out of memory for %zu floats", n_floats);
     }
-    if (nthreads == 1) {
+    if (!split_items) {
         for (b = 0; b < B; b++)
-            conv_item(c, in + b * item_in, wins, out + b * item_out, scratch, half, 1);
+            conv_item(c, in + b * item_in, wins, out + b * item_out, scratch, half, scratch + 2 * half, 1);
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads)
         {
-            float *mine = scratch != NULL ? scratch + (size_t)omp_get_thread_num() * 2 * half : NULL;
+            float *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
             int64_t bb;
 #pragma omp for schedule(static)
             for (bb = 0; bb < B; bb++)
-                conv_item(c, in + bb * item_in, wins, out + bb * item_out, mine, half, 0);
+                conv_item(c, in + bb * item_in, wins, out + bb * item_out, mine, half, mine + 2 * half, 0);
         }
 #endif
     }
@@ -335,7 +344,7 @@ static void conv_destroy(void *ctx) {
     size_t l;
     if (c == NULL) return;
     for (l = 0; l < c->n_layers; l++) {
-        free(c->layers[l].weight);
+        free(c->layers[l].wt);
         free(c->layers[l].bias);
     }
     free(c->layers);
@@ -421,9 +430,16 @@ ath_status ath_model_conv_create(size_t n_layers, const ath_conv_layer_spec *lay
         L->out_ch = s->out_channels;
         L->in_ch = s->in_channels;
         L->k = s->kernel;
-        L->weight = (float *)malloc(nw * sizeof(float));
-        if (L->weight == NULL) goto nomem;
-        memcpy(L->weight, s->weight, nw * sizeof(float));
+        L->wt = (float *)malloc(nw * sizeof(float));
+        if (L->wt == NULL) goto nomem;
+        {
+            const int64_t O = s->out_channels, I = s->in_channels, K = s->kernel;
+            int64_t o, i, kk;
+            for (o = 0; o < O; o++)
+                for (i = 0; i < I; i++)
+                    for (kk = 0; kk < K * K; kk++)
+                        L->wt[(i * K * K + kk) * O + o] = s->weight[(o * I + i) * K * K + kk];
+        }
         if (s->bias != NULL) {
             L->bias = (float *)malloc((size_t)s->out_channels * sizeof(float));
             if (L->bias == NULL) goto nomem;

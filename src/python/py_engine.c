@@ -772,8 +772,8 @@ static PyMethodDef engine_methods[] = {
     {"compute_visualization", KW engine_compute_visualization, METH_VARARGS | METH_KEYWORDS,
      "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32"},
     {"get_last_error", (PyCFunction)engine_get_last_error, METH_NOARGS, NULL},
-    {"stats", (PyCFunction)engine_stats, METH_NOARGS,
-     "stats() -> dict: evaluated cells, model calls and batch size of the last step."},
+    {"_stats", (PyCFunction)engine_stats, METH_NOARGS,
+     "_stats() -> dict: evaluated cells, model calls and batch size of the last step (C backend only)."},
     {NULL, NULL, 0, NULL}};
 
 PyTypeObject AthPyEngine_Type = {

@@ -912,6 +912,36 @@ static void test_dense_vs_reference(void) {
     free_layers(L, 2);
 }
 
+/* Evaluated cells come out in exactly ath_coord_compare_morton order, also for
+ * negative coordinates, several planes and coordinates beyond the key's 21 bits. */
+static void test_morton_order(void) {
+    ath_engine *e = make_engine(1, ATH_BACKGROUND_ZERO, ATH_EXTENT_UNBOUNDED, 0.0, 64);
+    test_ctx t = {0.5f, 0.0f, -1, -1, 0, 0, 0, 0};
+    ath_model *m = test_model(&t, 0);
+    ath_coord cs[64];
+    ath_cf32 ss[64];
+    const ath_coord *mc;
+    size_t i, n;
+    int ok = 1;
+    for (i = 0; i < 64; i++) {
+        int64_t big = (i % 4 == 0) ? ((int64_t)1 << 22) * (int64_t)(i % 3) : 0;
+        cs[i] = ath_coord_make((int64_t)(frand() * 40) + big, (int64_t)(frand() * 40) - big,
+                               (int64_t)(i % 3) - 1);
+        ss[i].re = 1.0f;
+        ss[i].im = 0.0f;
+    }
+    ath_engine_set_model(e, m, NULL);
+    CHECK_OK(ath_engine_add_particles(e, 64, cs, ss, &e_));
+    CHECK_OK(ath_engine_step(e, NULL, &e_));
+    n = ath_engine_matter_count(e);
+    mc = ath_cellmap_coords(ath_engine_matter(e));
+    for (i = 1; i < n; i++)
+        if (ath_coord_compare_morton(&mc[i - 1], &mc[i]) >= 0) ok = 0;
+    CHECK(ok && n > 64, "matter after a step is in strict Morton order (%zu cells)", n);
+    ath_engine_destroy(e);
+    ath_model_destroy(m);
+}
+
 static void test_exactness(void) {
     ath_engine *e = make_engine(2, ATH_BACKGROUND_ZERO, ATH_EXTENT_UNBOUNDED, 0.0, 64);
     ath_engine *ev = make_engine(2, ATH_BACKGROUND_VACUUM, ATH_EXTENT_UNBOUNDED, 0.0, 64);
@@ -941,6 +971,7 @@ int main(void) {
     test_dense_engine();
     test_dense_vs_reference();
     test_exactness();
+    test_morton_order();
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
