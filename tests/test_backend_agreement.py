@@ -222,6 +222,51 @@ def test_sparse_vacuum_far_from_origin(c_backend, py_backend):
                      origin=(-(2 ** 59), 2 ** 59 + 3), seed=4)
 
 
+def test_sparse_clusters_far_apart(c_backend, py_backend):
+    """Matter spread over the whole coordinate range (|c| up to 2**60 on every axis)."""
+    d = 2
+    rng = np.random.default_rng(21)
+    centres = np.array([[-(2 ** 60) + 1, -(2 ** 60) + 1, -(2 ** 60)], [2 ** 60 - 2, 2 ** 60 - 2, 2 ** 60],
+                        [0, 0, 0], [2 ** 59, -(2 ** 59), 7]])
+    coords = np.concatenate([c + np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]]) for c in centres]).astype(np.int64)
+    states = (rng.standard_normal((len(coords), d)) + 1j * rng.standard_normal((len(coords), d))).astype(np.complex64)
+    ws, bs = _conv_weights(d, 22)
+    engines = []
+    for ac in (c_backend, py_backend):
+        e = ac.Engine(d, seed=5)
+        e.set_model(ac.ConvModel(ws, bs, activation="relu"))
+        e.add_particles(coords, states)
+        e.step(10)
+        engines.append(e)
+    _assert_same_matter(*engines)
+    np.testing.assert_allclose(engines[0].get_states(coords), engines[1].get_states(coords), rtol=0, atol=SIM_TOL)
+
+
+def test_storage_order_agrees(c_backend, py_backend):
+    """matter() / query_radius() / SparseMap.cells() come out in the same order (not only the same set)."""
+    rng = np.random.default_rng(0)
+    coords = rng.integers(-6, 6, (40, 3))
+    coords[:, 2] = rng.integers(0, 2, 40)
+    states = (rng.standard_normal((40, 2)) + 0j).astype(np.complex64)
+    ws, bs = _conv_weights(2, 30)
+    out = []
+    for ac in (c_backend, py_backend):
+        e = ac.Engine(2, seed=3)
+        e.add_particles(coords, states)                 # duplicate rows: the later one wins
+        e.add_particle((100, 100), [1, 0])
+        e.add_particles(coords[:5][::-1], states[:5])
+        first = e.matter()[0]
+        e.activate_neighborhood((50, 50, 1), 2)
+        e.set_model(ac.ConvModel(ws, bs))
+        e.step(2)
+        sm = ac.SparseMap()
+        sm.insert_many(coords, states)
+        sm.remove_coord(tuple(coords[0].tolist()))
+        out.append((first, e.matter()[0], e.query_radius((0, 0, 0), 7.5), sm.cells()[0]))
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_sparse_zero_background_threshold_zero(c_backend, py_backend):
     _run_sparse_pair(c_backend, py_backend, engine_kw=dict(background="zero", threshold=0.0),
                      model_kw=dict(bias=False), seed=5)

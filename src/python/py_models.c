@@ -174,7 +174,7 @@ static ath_status pycall_forward(void *vctx, const float *in, const int64_t shap
         t = PyArray_TYPE(raw);
         if (!PyTypeNum_ISFLOAT(t)) {
             PyErr_Format(PyExc_ValueError,
-                         "model returned dtype %R, expected a float dtype (float32) of shape "
+                         "model returned dtype %S, expected a float dtype (float32) of shape "
                          "(B, C, H, W)",
                          (PyObject *)PyArray_DESCR(raw));
             Py_DECREF(raw);

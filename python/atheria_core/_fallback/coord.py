@@ -150,13 +150,6 @@ def unique_rows(coords: np.ndarray, codec: KeyCodec) -> np.ndarray:
     return coords[first]
 
 
-def last_occurrence(keys: np.ndarray) -> np.ndarray:
-    """Indices of the last occurrence of each distinct key (sorted by key)."""
-    n = len(keys)
-    _, first_rev = np.unique(keys[::-1], return_index=True)
-    return (n - 1) - first_rev
-
-
 _U = np.uint64
 
 

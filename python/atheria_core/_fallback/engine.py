@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import warnings
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -71,7 +70,7 @@ class Engine:
         self._r = (self._patch - 1) // 2
         per_cell = 2 * self._d * self._patch * self._patch
         self._batch = max(1, min(DEFAULT_BATCH, MAX_BATCH_FLOATS // per_cell))
-        self._stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch}
+        self._last_stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch}
         r = self._r
         dy, dx = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
         self._offsets = np.stack([dx.ravel(), dy.ravel(), np.zeros(dx.size, dtype=np.int64)],
@@ -236,7 +235,7 @@ class Engine:
     # ----------------------------------------------------------------- step
     def _evaluation_set(self, M: np.ndarray, codec: KeyCodec) -> np.ndarray:
         """E: matter dilated by r in-plane through the extent, deduplicated, in Morton order."""
-        cand = self._fold((M[:, None, :] + self._offsets[None, :, :]).reshape(-1, 3))[0]
+        cand = self._fold((M[:, None, :] + self._offsets[None, :, :]).reshape(-1, 3))
         E = unique_rows(cand, codec)
         return np.ascontiguousarray(E[morton_order(E)])
 
@@ -247,7 +246,7 @@ class Engine:
         M, S = self._coords, self._states
         if len(M) == 0:
             self._step += 1
-            self._stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch}
+            self._last_stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch}
             return 0
         offs = self._offsets
         if self._extent is None:
@@ -277,7 +276,7 @@ class Engine:
                     qy = Ec[:, 1][:, None] + offs[:, 1][None, :]
                     inside = ((qx >= 0) & (qx < g) & (qy >= 0) & (qy < g)).ravel()
             else:
-                Q = self._fold((Ec[:, None, :] + offs[None, :, :]).reshape(-1, 3))[0]
+                Q = self._fold((Ec[:, None, :] + offs[None, :, :]).reshape(-1, 3))
                 qk = codec.encode(Q)
             idx = mindex.find(qk)
             if inside is not None:
@@ -309,26 +308,19 @@ class Engine:
         self._coords = np.ascontiguousarray(np.concatenate(new_c))
         self._states = np.ascontiguousarray(np.concatenate(new_s))
         self._step += 1
-        self._stats = {"evaluated": int(len(E)), "model_calls": calls, "batch": self._batch}
+        self._last_stats = {"evaluated": int(len(E)), "model_calls": calls, "batch": self._batch}
         return len(self._coords)
 
-    def _fold(self, coords: np.ndarray, keep_all: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Applies the extent to (N, 3) coords: wrap ('periodic'), drop or mask outside ('zero').
-
-        Returns (coords, valid): with keep_all, rows outside a 'zero' window are kept and
-        ``valid`` marks the inside ones (None = all valid); otherwise they are dropped.
-        """
+    def _fold(self, coords: np.ndarray) -> np.ndarray:
+        """Applies the extent to (N, 3) coords: wraps into a 'periodic' window, drops the rows
+        outside a 'zero' window, leaves them alone when unbounded."""
         if self._extent is None:
-            return coords, None
-        g = self._grid
+            return coords
         if self._extent == "periodic":
             coords = coords.copy()
-            np.mod(coords[:, :2], g, out=coords[:, :2])
-            return coords, None
-        inside = self._in_window(coords)
-        if keep_all:
-            return coords, inside
-        return coords[inside], None
+            np.mod(coords[:, :2], self._grid, out=coords[:, :2])
+            return coords
+        return coords[self._in_window(coords)]
 
     def step_native(self) -> int:
         """One step; returns the matter count.  Raises on model failure (nothing changes)."""
@@ -347,9 +339,9 @@ class Engine:
             self.step_native()
         return len(self._coords)
 
-    def stats(self) -> dict:
-        """{'evaluated', 'model_calls', 'batch'} of the last step (as the C engine)."""
-        return dict(self._stats)
+    def _stats(self) -> dict:
+        """{'evaluated', 'model_calls', 'batch'} of the last step (private, as the C ``_stats()``)."""
+        return dict(self._last_stats)
 
     # --------------------------------------------------------------- matter
     def add_particle(self, coord: Any, state: Any) -> None:

@@ -215,11 +215,11 @@ class ConvModel:
             return np.empty(arr.shape, dtype=np.float32)
         return self.forward(arr)
 
-    def forward(self, x: np.ndarray, circular: bool = False) -> np.ndarray:
-        """Float32 (B, C, H, W) -> float32 (B, C, H, W); ``circular`` pads periodically at every layer."""
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Float32 (B, C, H, W) -> float32 (B, C, H, W), zero padding k//2 at every layer."""
         n = len(self._w)
         for i, (w, b) in enumerate(zip(self._w, self._b)):
-            x = _conv2d(x, w, b, circular)
+            x = _conv2d(x, w, b)
             if i + 1 < n:
                 x = _activate(x, self._activation)
         return x
@@ -268,13 +268,13 @@ def _conv2d_valid(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.n
     return out
 
 
-def _conv2d(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], circular: bool) -> np.ndarray:
+def _conv2d(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
     """torch.nn.Conv2d(padding=k//2) on float32 (B, C, H, W) (cross-correlation), float32 out."""
     bsz, c, h, wd = x.shape
     o, _, k, _ = w.shape
     r = k // 2
     if r:
-        xp = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode="wrap" if circular else "constant")
+        xp = np.pad(x, ((0, 0), (0, 0), (r, r), (r, r)), mode="constant")
     else:
         xp = x
     out = np.empty((bsz, o, h, wd), dtype=np.float32)
