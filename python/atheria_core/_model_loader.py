@@ -342,3 +342,19 @@ def load_model_for_engine(path: str, device: str = "cpu") -> TorchScriptModel:
     model = TorchScriptModel(module, path, dev, meta)
     logger.info("loaded %r", model)
     return model
+
+
+def load_model_for_native_engine(path: str, device: str = "cpu") -> Any:
+    """The model for the C engines' ``load_model``: the LibTorch shim when built, else the Python route.
+
+    With the shim, the result is an ``"atheria_core.model"`` capsule whose forward runs in
+    C++ without the GIL; otherwise a :class:`TorchScriptModel` callable.  Both routes raise
+    :class:`ModelLoadError` with the same kinds.  ``ATHERIA_NO_SHIM=1`` forces the Python route.
+    """
+    from . import _torch_support
+
+    if _torch_support.shim_available():
+        return _torch_support.load_via_shim(path, device)
+    logger.debug("LibTorch shim unavailable (%s); loading %s through the Python route",
+                 _torch_support.unavailable_reason(), path)
+    return load_model_for_engine(path, device)

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "AetheriaMotor", "Aetheria_Motor", "QuantumState", "harmonic_vacuum", "splitmix64",
-    "INITIAL_STATE_MODES", "VIZ_TYPES", "TOOL_ACTIONS", "apply_tool_numpy", "visualization_numpy",
+    "INITIAL_STATE_MODES", "initial_field", "VIZ_TYPES", "TOOL_ACTIONS", "apply_tool_numpy", "visualization_numpy",
     "engine_rule", "psi_to_model_input", "model_input_to_psi",
 ]
 
@@ -261,6 +261,36 @@ def model_input_to_psi(x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- state + engine
+def initial_field(mode: str, grid_size: int, d_state: int, *, seed: int = 0,
+                  strength: float = 0.1) -> np.ndarray:
+    """The initial field of an engine, shared by AetheriaMotor and the native wrapper.
+
+    Args:
+        mode: 'complex_noise' (the vacuum at step 0 over the grid, DESIGN §3.2),
+            'zeros', or 'random' (per-cell normalised complex Gaussian from ``seed``).
+        grid_size: H = W cells.
+        d_state: channels per cell.
+        seed: 0 <= seed < 2**64.
+        strength: vacuum phase-noise standard deviation (radians).
+
+    Returns:
+        complex64 (H, W, d_state), C-contiguous, indexed [y, x, k].
+    """
+    if mode not in INITIAL_STATE_MODES:
+        raise ValueError(f"initial_state_mode must be one of {list(INITIAL_STATE_MODES)}, got {mode!r}")
+    g, d = int(grid_size), int(d_state)
+    if mode == "complex_noise":
+        arr = harmonic_vacuum(d, (0, 0, g, g), 0, seed=seed, strength=strength)
+    elif mode == "zeros":
+        arr = np.zeros((g, g, d), dtype=np.complex64)
+    else:
+        rng = np.random.Generator(np.random.PCG64(seed))
+        c = rng.standard_normal((g, g, d)) + 1j * rng.standard_normal((g, g, d))
+        c /= np.linalg.norm(c, axis=2, keepdims=True) + _NORM_EPS
+        arr = c.astype(np.complex64)
+    return np.ascontiguousarray(arr)
+
+
 @dataclass
 class QuantumState:
     """The field of the reference engine: ``psi`` complex64 (1, H, W, d_state), [0, y, x, k]."""
@@ -378,17 +408,9 @@ class AetheriaMotor:
             raise RuntimeError("AetheriaMotor was cleaned up; create a new one")
 
     def _initial_psi(self) -> torch.Tensor:
-        g, d = self.grid_size, self.d_state
-        if self.initial_state_mode == "complex_noise":
-            arr = harmonic_vacuum(d, (0, 0, g, g), 0, seed=self.seed, strength=self.vacuum_strength)
-        elif self.initial_state_mode == "zeros":
-            arr = np.zeros((g, g, d), dtype=np.complex64)
-        else:
-            rng = np.random.Generator(np.random.PCG64(self.seed))
-            c = rng.standard_normal((g, g, d)) + 1j * rng.standard_normal((g, g, d))
-            c /= np.linalg.norm(c, axis=2, keepdims=True) + _NORM_EPS
-            arr = c.astype(np.complex64)
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).unsqueeze(0)
+        arr = initial_field(self.initial_state_mode, self.grid_size, self.d_state, seed=self.seed,
+                            strength=self.vacuum_strength)
+        return torch.from_numpy(arr).to(self.device).unsqueeze(0)
 
     @torch.no_grad()
     def regenerate_initial_state(self) -> None:
