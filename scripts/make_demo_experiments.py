@@ -218,6 +218,16 @@ def train_demo(demo: Demo, root: str, quick: bool, seed: int = 0, epochs: int = 
     return {"name": demo.name, **results}
 
 
+def _already_trained(name: str, root: str) -> bool:
+    """True if the experiment's config loads and it has a checkpoint."""
+    from atheria_core import experiments as exps
+    try:
+        exps.load_experiment_config(name, root)
+    except exps.ExperimentError:
+        return False
+    return exps.find_latest_checkpoint(name, root) is not None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default="output", help="experiments root (default: output/)")
@@ -227,6 +237,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: these tiny models train fastest, and "
                          "deterministically, on one thread)")
+    ap.add_argument("--skip-existing", action="store_true",
+                    help="keep demos that already have a config and a checkpoint (no retraining)")
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error("--threads must be >= 1")
@@ -237,6 +249,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error(f"unknown demo(s) {sorted(unknown)}; choose from {[d.name for d in DEMOS]}")
     t0 = time.perf_counter()
     for demo in demos:
+        if args.skip_existing and _already_trained(demo.name, args.root):
+            print(f"{demo.name:20s} already trained under {args.root}; kept (--skip-existing)", flush=True)
+            continue
         s = train_demo(demo, args.root, args.quick)
         print(f"{s['name']:20s} loss: untrained {s['INITIAL_LOSS']:.3e}  delta=0 rule {s['ZERO_RULE_LOSS']:.3e}"
               f"  final {s['FINAL_LOSS']:.3e}  ({s['ITERATIONS']} iterations, {s['TRAIN_SECONDS']:.1f} s)",

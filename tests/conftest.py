@@ -34,3 +34,16 @@ def c_backend():
 @pytest.fixture
 def py_backend():
     return _load("python")
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """Quickly trained demo experiments (real short training, ~5 s) in a temporary root."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("demo_experiments")
+    script = os.path.join(ROOT, "scripts", "make_demo_experiments.py")
+    run = subprocess.run([sys.executable, script, "--quick", "--root", str(root)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return str(root)
