@@ -40,7 +40,7 @@ Usage::
 
     python benchmarks/benchmark_native_vs_python.py [--quick] [--threads N]
         [--only dense,sparse,overhead] [--out DIR] [--steps N] [--warmup N]
-        [--isolation process|worker] [--timeout S]
+        [--isolation process|worker] [--timeout S] [--omp-wait-policy passive|active|inherit]
 """
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ ROOT = os.path.dirname(HERE)
 PY_DIR = os.path.join(ROOT, "python")
 RESULT_TAG = "@@ATHERIA_BENCH_RESULT "
 EXACT_TOL = 1e-4
+#: bytes per stored cell are shown in the table only from this many stored cells (page granularity)
+MIN_CELLS_FOR_BPC = 100_000
 GROUPS = ("dense", "sparse", "overhead")
 SEED = 0
 
@@ -664,6 +666,28 @@ WORKLOADS: Dict[str, Callable[[Dict[str, Any], Ctx], Dict[str, Any]]] = {
 # =========================================================================== worker process
 
 
+def build_identity() -> Dict[str, Any]:
+    """Path, size, mtime and SHA-256 prefix of the compiled modules in use (the engines are rebuilt
+    while being optimised: this says which build a number belongs to)."""
+    import importlib.util
+    out: Dict[str, Any] = {}
+    for mod in ("atheria_core._core", "atheria_core._torch_shim"):  # the shim is a plain shared object
+        try:
+            spec = importlib.util.find_spec(mod)
+            path = spec.origin if spec is not None else None
+            if not path or not os.path.isfile(path):
+                continue
+            st = os.stat(path)
+            with open(path, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+            out[mod.rsplit(".", 1)[1]] = {
+                "path": path, "size": st.st_size, "sha256_16": digest,
+                "mtime": _dt.datetime.fromtimestamp(st.st_mtime).isoformat(timespec="seconds")}
+        except Exception as exc:  # noqa: BLE001 - informational only
+            out[mod.rsplit(".", 1)[1]] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
 def _machine_info(threads: int) -> Dict[str, Any]:
     import numpy as np
     import torch
@@ -677,6 +701,7 @@ def _machine_info(threads: int) -> Dict[str, Any]:
         "has_torch_support": ac.has_torch_support(), "has_openmp": ac.has_openmp(),
         "threads_requested": threads, "atheria_max_threads": ac.get_max_threads(),
         "torch_num_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+        "build": build_identity(),
         "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
                                                      "GOMP_SPINCOUNT", "OMP_PROC_BIND", "ATHERIA_FORCE_PYTHON")},
     }
@@ -752,6 +777,7 @@ def run_workload(spec: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
             res["traceback"] = traceback.format_exc()
     res["wall_s"] = time.perf_counter() - t0
     res["loadavg_end"] = os.getloadavg()
+    res["build"] = {k: v.get("sha256_16") for k, v in build_identity().items()}
     peak = rss_peak()
     res["rss"] = {"baseline_bytes": base, "peak_bytes": peak, "peak_delta_bytes": max(0, peak - base),
                   "end_bytes": rss_now()}
@@ -777,7 +803,7 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = PY_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("PYTHONUNBUFFERED", "1")
-        if args.omp_wait_policy:
+        if args.omp_wait_policy != "inherit":
             env["OMP_WAIT_POLICY"] = args.omp_wait_policy
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, bufsize=1, env=env, cwd=ROOT)
@@ -1004,10 +1030,19 @@ def write_markdown(path: str, meta: Dict[str, Any], results: List[Dict[str, Any]
     L.append(f"- threads: requested {info.get('threads_requested')}, atheria {info.get('atheria_max_threads')}, "
              f"torch intra-op {info.get('torch_num_threads')}, inter-op {info.get('torch_interop_threads')}; "
              f"OpenMP {info.get('has_openmp')}")
+    pol = (info.get("env") or {}).get("OMP_WAIT_POLICY")
+    if pol != "passive":
+        L.append(f"- **note**: OMP_WAIT_POLICY={pol}: on a loaded machine the timings of OpenMP code (engine and "
+                 "torch) can be inflated by whole scheduler ticks; compare with `--omp-wait-policy passive`")
     loads = [r[k][0] for r in results for k in ("loadavg_start", "loadavg_end") if r.get(k)]
     L.append(f"- 1-min load average during the workloads: {_fmt(min(loads) if loads else None, '.2f')} .. "
              f"{_fmt(max(loads) if loads else None, '.2f')} (per workload in results.json); env "
              + ", ".join(f"{k}={v}" for k, v in (info.get("env") or {}).items() if v is not None))
+    builds = sorted({json.dumps(r.get("build"), sort_keys=True) for r in results if r.get("build")})
+    b = info.get("build") or {}
+    L.append("- build: " + ", ".join(f"{k} sha256 {v.get('sha256_16')} (mtime {v.get('mtime')})" for k, v in b.items())
+             + ("" if len(builds) <= 1 else f" — **WARNING: the extension changed during the run** "
+                f"({len(builds)} builds; per workload in results.json)"))
     L.append(f"- versions: python {info.get('python')}, torch {info.get('torch')}, numpy {info.get('numpy')}, "
              f"atheria_core {info.get('atheria_core')} (backend {info.get('backend')}, LibTorch shim "
              f"{info.get('has_torch_support')})")
@@ -1016,7 +1051,7 @@ def write_markdown(path: str, meta: Dict[str, Any], results: List[Dict[str, Any]
              "*active* = matter cells at the start of the step (dense: grid cells); *evaluated* = cells the step "
              "computed (sparse: matter + patch neighbourhood, from Engine.stats(); dense and AetheriaMotor: the "
              "grid). RSS Δ = current-RSS growth (/proc/self/statm) from creating the engine and loading its field; "
-             "B/cell = that growth / stored cells (overhead_sparse: after the steps). Peak = getrusage ru_maxrss "
+             "B/cell = that growth / stored cells (overhead_sparse: after the steps; shown from 1e5 stored cells). Peak = getrusage ru_maxrss "
              "minus the worker's RSS before the workload (per workload with --isolation process). max|Δψ| vs the "
              "reference after the same steps; ✓ = exact comparison within 1e-4.\n")
     L.append("## Results\n")
@@ -1041,7 +1076,9 @@ def write_markdown(path: str, meta: Dict[str, Any], results: List[Dict[str, Any]
                 _si(e.get("evaluated_cells")), _fmt(e.get("ms_median"), ".4g"), _fmt(e.get("cpu_ms_median"), ".4g"),
                 _fmt(e.get("steps_per_s"), ".3g"),
                 _si(e.get("active_cells_per_s")), _si(e.get("evaluated_cells_per_s")),
-                _mib(e.get("setup_rss_delta_bytes")), _fmt(e.get("bytes_per_stored_cell"), ".0f"), peak,
+                _mib(e.get("setup_rss_delta_bytes")),
+                _fmt(e.get("bytes_per_stored_cell") if (e.get("stored_cells") or 0) >= MIN_CELLS_FOR_BPC else None,
+                     ".0f"), peak,
                 "; ".join(cs) or "–", _fmt(_row_speedup(r, e), ".2f")]) + " |")
     L.append("")
     L.append("## Targets (this machine)\n")
@@ -1164,9 +1201,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=None, help="seconds per workload (default 900, quick 120)")
     ap.add_argument("--demo-root", default=os.path.join(ROOT, "output"),
                     help="experiments root: DEMO_UNET / DEMO_LOCAL_CONV are used when present")
-    ap.add_argument("--omp-wait-policy", choices=("passive", "active"), default=None,
-                    help="OMP_WAIT_POLICY for the worker (default: inherited). On a loaded machine the default "
-                         "spin-then-sleep policy can make short parallel regions wait whole scheduler ticks")
+    ap.add_argument("--omp-wait-policy", choices=("passive", "active", "inherit"), default="passive",
+                    help="OMP_WAIT_POLICY of the worker processes (default passive; 'inherit' keeps the environment's). "
+                         "On a loaded machine libgomp's default spin-then-sleep policy makes short parallel regions "
+                         "of the engine and of torch wait whole scheduler ticks (10-50x slower steps)")
     ap.add_argument("--list", action="store_true", help="print the workloads and exit")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
@@ -1240,8 +1278,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{spec['name']}: {res.get('status')}")
-            elif not args.no_progress:
-                print(f"{spec['name']}: {res.get('status')} {res.get('error') or ''}", file=sys.stderr)
+            else:
+                print(f"[{len(results)}/{len(plan)}] {spec['name']}: {res.get('status')} "
+                      f"{res.get('error') or ''} ({res.get('wall_s') or 0:.1f} s)", file=sys.stderr, flush=True)
     finally:
         if worker is not None:
             worker.close()

@@ -885,6 +885,8 @@ def test_step_releases_the_gil(c_backend):
         rate = (counter[0] - a) / (time.perf_counter() - t)
         c0, t0 = counter[0], time.perf_counter()
         n = eng.step()
+        while time.perf_counter() - t0 < 0.06:                        # the step got fast: a few more
+            n = eng.step()
         elapsed, c1 = time.perf_counter() - t0, counter[0]
     finally:
         stop.set()

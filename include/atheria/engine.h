@@ -61,6 +61,19 @@ const ath_engine_config *ath_engine_get_config(const ath_engine *engine);
  * NULL removes the model.  Fails for memory models (sparse evaluation cannot carry them). */
 ath_status ath_engine_set_model(ath_engine *engine, ath_model *model, ath_error *err);
 ath_model *ath_engine_get_model(const ath_engine *engine);
+/* As ath_engine_set_model, saying whether the model may be evaluated on tiles:
+ * accepts_tiles = 1: forward() accepts any [B, C, H, W] and returns the full
+ * map, and its output at a pixel depends only on the input within
+ * model->receptive_radius (zero padding at the item border, as a conv stack);
+ * 0: a p x p patch per cell; -1: ath_model_accepts_tiles(model) (built-in models).
+ * Tiles are used only when receptive_radius is known and <= (patch - 1) / 2;
+ * they give the same numbers as a patch per cell (DESIGN 3.4). */
+ath_status ath_engine_set_model_ex(ath_engine *engine, ath_model *model, int accepts_tiles, ath_error *err);
+/* 1 if the next step evaluates the model on ATH_ENGINE_TILE^2 tiles with halos. */
+int ath_engine_uses_tiles(const ath_engine *engine);
+#define ATH_ENGINE_TILE 16
+/* At most this many floats in one tile batch. */
+#define ATH_ENGINE_TILE_BATCH_FLOATS ((int64_t)1 << 20)
 
 /* Validates everything (finite, inside a bounded window, |coord| in limits) before inserting. */
 ath_status ath_engine_add_particles(ath_engine *engine, size_t n, const ath_coord *coords,
@@ -99,6 +112,11 @@ int ath_engine_in_window(const ath_engine *engine, ath_coord c);
  * Unknown properties (-1) are not reported. */
 #define ATH_INEXACT_NOT_ZERO_PRESERVING 1u
 #define ATH_INEXACT_RECEPTIVE_RADIUS 2u
+/*   ATH_INEXACT_WINDOW_EDGE          extent is 'zero' and model->receptive_radius > 1: near the
+ *                                    window edge the model's intermediate layers see the field
+ *                                    outside the window (computed from in-window cells), where a
+ *                                    dense evaluation zero-pads every layer at the edge */
+#define ATH_INEXACT_WINDOW_EDGE 4u
 unsigned ath_engine_exactness(const ath_engine *engine, const ath_model *model, int zero_preserving);
 
 /* Counters of the last successful step. */

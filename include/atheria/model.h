@@ -87,6 +87,14 @@ typedef struct ath_conv_layer_spec {
 ath_status ath_model_conv_create(size_t n_layers, const ath_conv_layer_spec *layers,
                                  ath_activation activation, ath_model **out, ath_error *err);
 
+/* 1 for the built-in models (ZeroModel, conv stack): they accept any [B, C, H, W]
+ * and the output at a pixel depends only on the input within receptive_radius
+ * (with zero padding at every layer), so the sparse Engine may evaluate them on
+ * tiles with halos instead of a patch per cell (same numbers). */
+int ath_model_accepts_tiles(const ath_model *model);
+/* The conv stack's kernel in use: "avx2+fma" or "portable" (ATHERIA_NO_SIMD=1). */
+const char *ath_model_conv_kernel_name(void);
+
 /* Runs the model once on an all-zero [1, channels, h, w] input (want_center = 1)
  * and sets *is_zero to 1 if every returned value is exactly 0 (DESIGN §3.4 (b)). */
 ath_status ath_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_t w,

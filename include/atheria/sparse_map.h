@@ -64,6 +64,8 @@ ath_status ath_cellmap_validate(const ath_cellmap *map, ath_error *err);
 /* Dense views: valid until the next mutation. */
 const ath_coord *ath_cellmap_coords(const ath_cellmap *map);
 const ath_cf32 *ath_cellmap_states(const ath_cellmap *map);
+/* Writable states (the index is untouched): valid until the next mutation. */
+ath_cf32 *ath_cellmap_states_mut(ath_cellmap *map);
 
 /* ---- scalar map: int64 -> double ---- */
 typedef struct ath_scalarmap ath_scalarmap;

@@ -184,7 +184,8 @@ class TorchScriptModel:
     Attributes:
         path, device, metadata (dict or None), architecture (str or None), d_state (int or None),
         unitary (bool), has_memory (bool), receptive_radius (int; -1 = unknown/global),
-        zero_preserving (bool; only set when the metadata records it).
+        zero_preserving (bool; only set when the metadata records it),
+        accepts_tiles (True: the sparse Engine may pass tiles of any size, not only p x p patches).
 
     Memory models keep *committed* (h, c) — the memory of the last completed step — and
     *pending* (h, c) from the last call.  A call reads the committed memory (zeros from
@@ -211,6 +212,9 @@ class TorchScriptModel:
         zp = meta.get("zero_preserving")
         if isinstance(zp, bool):
             self.zero_preserving = zp
+        # TorchScript nets take any (B, C, H, W): the sparse Engine may evaluate them on tiles
+        # with halos (used only when receptive_radius is known and <= the patch radius).
+        self.accepts_tiles = True
         self._committed: Optional[Tuple[Any, Any]] = None
         self._pending: Optional[Tuple[Any, Any]] = None
         self._mem_shape: Optional[Tuple[int, ...]] = None

@@ -83,6 +83,15 @@ struct ath_engine {
     struct tile_window *twindows;    /* per thread */
     struct tile_window *window;      /* for the sequential build */
     size_t nscratch;                 /* threads of room in bg_scratch / twindows */
+
+    /* tile evaluation (models that accept any H x W, known radius <= patch radius) */
+    int accepts_tiles;               /* set with the model */
+    tslot *btable;                   /* (TX, TY, z) -> block number, this step */
+    size_t bcap;
+    ath_coord *blocks;               /* block coordinates (TX, TY, z), in first-seen Morton order */
+    size_t blocks_cap;
+    float *tin_buf, *tout_buf;       /* tile batches */
+    size_t tbuf_floats;
 };
 
 /* ------------------------------------------------------------ step rule */
@@ -236,12 +245,20 @@ void ath_engine_destroy(ath_engine *e) {
     free(e->in_buf);
     free(e->out_buf);
     free(e->bg_scratch);
+    free(e->btable);
+    free(e->blocks);
+    free(e->tin_buf);
+    free(e->tout_buf);
     free(e);
 }
 
 const ath_engine_config *ath_engine_get_config(const ath_engine *e) { return e ? &e->cfg : NULL; }
 
 ath_status ath_engine_set_model(ath_engine *e, ath_model *model, ath_error *err) {
+    return ath_engine_set_model_ex(e, model, -1, err);
+}
+
+ath_status ath_engine_set_model_ex(ath_engine *e, ath_model *model, int accepts_tiles, ath_error *err) {
     if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
     if (model != NULL) {
         if (model->ops == NULL || model->ops->forward == NULL)
@@ -256,7 +273,13 @@ ath_status ath_engine_set_model(ath_engine *e, ath_model *model, ath_error *err)
                                  (long long)model->channels, (long long)e->channels);
     }
     e->model = model;
+    e->accepts_tiles = model == NULL ? 0 : (accepts_tiles < 0 ? ath_model_accepts_tiles(model) : accepts_tiles != 0);
     return ATH_OK;
+}
+
+int ath_engine_uses_tiles(const ath_engine *e) {
+    return e != NULL && e->model != NULL && e->accepts_tiles && e->model->receptive_radius >= 0 &&
+           e->model->receptive_radius <= e->radius;
 }
 
 ath_model *ath_engine_get_model(const ath_engine *e) { return e ? e->model : NULL; }
@@ -284,6 +307,8 @@ unsigned ath_engine_exactness(const ath_engine *e, const ath_model *model, int z
         flags |= ATH_INEXACT_NOT_ZERO_PRESERVING;
     if (model->receptive_radius >= 0 && model->receptive_radius > e->radius)
         flags |= ATH_INEXACT_RECEPTIVE_RADIUS;
+    if (e->cfg.extent == ATH_EXTENT_ZERO && model->receptive_radius > 1)
+        flags |= ATH_INEXACT_WINDOW_EDGE;
     return flags;
 }
 
@@ -644,14 +669,14 @@ static void sort_eval_set(ath_engine *e, size_t n) {
     }
 }
 
-static ath_status scratch_reserve(ath_engine *e, int nthreads, ath_error *err) {
+static ath_status scratch_reserve(ath_engine *e, int nthreads, int patches, ath_error *err) {
     const size_t d = (size_t)e->cfg.d_state;
     const size_t per = (size_t)(e->batch * e->channels * e->cfg.patch * e->cfg.patch);
-    if (e->in_buf == NULL) {
+    if (patches && e->in_buf == NULL) {
         e->in_buf = (float *)malloc(per * sizeof(float));
         if (e->in_buf == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     }
-    if (e->out_buf == NULL) {
+    if (patches && e->out_buf == NULL) {
         e->out_buf = (float *)malloc(per * sizeof(float));
         if (e->out_buf == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     }
@@ -761,21 +786,218 @@ static int update_and_gather(ath_engine *e, ath_out_layout layout, size_t u0, in
     return bad;
 }
 
+
+/* ------------------------------------------------------- tile evaluation
+ *
+ * For models that accept any H x W (conv stacks) with a known receptive
+ * radius R <= r: E is covered by BT x BT blocks (BT = ATH_ENGINE_TILE); each
+ * block is one item [C, BT+2R, BT+2R] (the block and a halo of R cells,
+ * read exactly as a patch would read them), the model runs on a batch of
+ * blocks, and a cell of E takes the output at its position in its block.
+ * The output at a cell depends only on the input within R of it, all of it
+ * inside the item, so this is the number a p x p patch centred on the cell
+ * gives (built-in conv: bit for bit, same operations in the same order). */
+
+#define BT ATH_ENGINE_TILE
+
+static inline int64_t block_of(int64_t v) { return (v - (v & (BT - 1))) / BT; }
+
+/* Block number of (bx, by, z), adding it if absent; -1 on allocation failure. */
+static int64_t block_get(ath_engine *e, size_t *nb, int64_t bx, int64_t by, int64_t z, ath_error *err) {
+    size_t s;
+    if (2 * (*nb + 1) > e->bcap) {
+        const size_t cap = e->bcap > 0 ? 2 * e->bcap : 256;
+        tslot *nt = (tslot *)malloc(cap * sizeof *nt);
+        size_t i;
+        if (nt == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (block table)"), -1;
+        for (i = 0; i < cap; i++) nt[i].x = EMPTY_X;
+        for (i = 0; i < e->bcap; i++)
+            if (e->btable[i].x != EMPTY_X)
+                nt[tile_probe(nt, cap - 1, e->btable[i].x, e->btable[i].y, e->btable[i].z)] = e->btable[i];
+        free(e->btable);
+        e->btable = nt;
+        e->bcap = cap;
+    }
+    s = tile_probe(e->btable, e->bcap - 1, bx, by, z);
+    if (e->btable[s].x != EMPTY_X) return e->btable[s].tile;
+    if (*nb + 1 > e->blocks_cap &&
+        grow((void **)&e->blocks, &e->blocks_cap, *nb + 1, sizeof(ath_coord), err) != ATH_OK)
+        return -1;
+    e->btable[s].x = bx;
+    e->btable[s].y = by;
+    e->btable[s].z = z;
+    e->btable[s].tile = (int64_t)*nb;
+    e->blocks[*nb] = ath_coord_make(bx, by, z);
+    return (int64_t)(*nb)++;
+}
+
+/* The blocks covering E (sorted), in order of first appearance. */
+static ath_status build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_error *err) {
+    size_t i, nb = 0;
+    int64_t px = EMPTY_X, py = 0, pz = 0;
+    for (i = 0; i < e->bcap; i++) e->btable[i].x = EMPTY_X;
+    for (i = 0; i < n; i++) {
+        const ath_coord c = e->ecoords[i];
+        const int64_t bx = block_of(c.x), by = block_of(c.y);
+        if (bx == px && by == py && c.z == pz) continue;
+        if (block_get(e, &nb, bx, by, c.z, err) < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+        px = bx;
+        py = by;
+        pz = c.z;
+    }
+    *nb_out = nb;
+    return ATH_OK;
+}
+
+/* Position in E of c (mapped through the extent), with a one-entry cache of the 4 x 4 tile. */
+static inline int64_t e_find_cached(const ath_engine *e, ath_coord c, int64_t *ctx, int64_t *cty, int64_t *ctz,
+                                    int64_t *ct) {
+    const int64_t tx = tile_of(c.x), ty = tile_of(c.y);
+    if (tx != *ctx || ty != *cty || c.z != *ctz) {
+        *ctx = tx;
+        *cty = ty;
+        *ctz = c.z;
+        *ct = tile_find(e, tx, ty, c.z);
+    }
+    return *ct < 0 ? -1 : e->tcells[*ct * TILE * TILE + tile_local(c)];
+}
+
+/* Item b of tin_buf: block blk with a halo of h cells. */
+static void tile_gather(const ath_engine *e, size_t blk, int64_t b, int64_t h, ath_cf32 *scratch) {
+    const int64_t d = e->cfg.d_state, S = BT + 2 * h, SS = S * S;
+    const ath_coord bc = e->blocks[blk];
+    float *base = e->tin_buf + b * e->channels * SS;
+    int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
+    for (iy = 0; iy < S; iy++) {
+        for (ix = 0; ix < S; ix++) {
+            ath_coord c = ath_coord_make(bc.x * BT - h + ix, bc.y * BT - h + iy, bc.z);
+            const int64_t px = iy * S + ix;
+            const ath_cf32 *v;
+            int64_t idx;
+            if (!map_extent(e, &c)) {
+                for (k = 0; k < d; k++) {
+                    base[k * SS + px] = 0.0f;
+                    base[(d + k) * SS + px] = 0.0f;
+                }
+                continue;
+            }
+            idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
+            if (idx >= 0) {
+                v = e->cur + idx * d;
+            } else {
+                background(e, c, scratch);
+                v = scratch;
+            }
+            for (k = 0; k < d; k++) {
+                base[k * SS + px] = v[k].re;
+                base[(d + k) * SS + px] = v[k].im;
+            }
+        }
+    }
+}
+
+/* The rule for the cells of E in block blk from item b of tout_buf; 1 if non-finite output. */
+static int tile_update(ath_engine *e, size_t blk, int64_t b, int64_t h) {
+    const int64_t d = e->cfg.d_state, S = BT + 2 * h, SS = S * S;
+    const ath_coord bc = e->blocks[blk];
+    const float *base = e->tout_buf + b * e->channels * SS;
+    int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
+    int bad = 0;
+    for (iy = 0; iy < BT; iy++) {
+        for (ix = 0; ix < BT; ix++) {
+            const ath_coord c = ath_coord_make(bc.x * BT + ix, bc.y * BT + iy, bc.z);
+            const int64_t idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
+            const float *re, *im;
+            if (idx < 0) continue;
+            re = base + (iy + h) * S + (ix + h);
+            im = re + d * SS;
+            for (k = 0; k < d; k++)
+                if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
+            e->norms[idx] = ath_step_rule(e->cur + idx * d, re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
+                                          e->cfg.unitary, e->newst + idx * d);
+        }
+    }
+    return bad;
+}
+
+/* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call. */
+static ath_status step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *per_call, ath_error *err) {
+    const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
+    const int64_t per_item = e->channels * S * S;
+    int64_t tb = ATH_ENGINE_TILE_BATCH_FLOATS / per_item;
+    size_t nb = 0, b0;
+    ath_status st;
+    if (tb < 1) tb = 1;
+    st = build_blocks(e, n, &nb, err);
+    if (st != ATH_OK) return st;
+    if ((size_t)tb > nb) tb = (int64_t)(nb > 0 ? nb : 1);
+    if ((size_t)(tb * per_item) > e->tbuf_floats) {
+        const size_t need = (size_t)(tb * per_item);
+        float *a = (float *)realloc(e->tin_buf, need * sizeof(float)), *bb;
+        if (a == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
+        e->tin_buf = a;
+        bb = (float *)realloc(e->tout_buf, need * sizeof(float));
+        if (bb == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
+        e->tout_buf = bb;
+        e->tbuf_floats = need;
+    }
+    *per_call = tb;
+    for (b0 = 0; b0 < nb; b0 += (size_t)tb) {
+        const int64_t cnt = (int64_t)(nb - b0 < (size_t)tb ? nb - b0 : (size_t)tb);
+        int64_t shape[4], b;
+        ath_out_layout layout;
+        int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel if (cnt >= 32)
+#endif
+        {
+#ifdef _OPENMP
+            ath_cf32 *scratch = e->bg_scratch + (size_t)omp_get_thread_num() * (size_t)e->cfg.d_state;
+#else
+            ath_cf32 *scratch = e->bg_scratch;
+#endif
+            int64_t bi;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (bi = 0; bi < cnt; bi++) tile_gather(e, b0 + (size_t)bi, bi, h, scratch);
+        }
+        shape[0] = cnt;
+        shape[1] = e->channels;
+        shape[2] = S;
+        shape[3] = S;
+        st = ath_model_forward(e->model, e->tin_buf, shape, e->tout_buf, 0, &layout, err);
+        if (st != ATH_OK) return st;
+        (*calls)++;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : bad) if (cnt >= 32)
+#endif
+        for (b = 0; b < cnt; b++) bad |= tile_update(e, b0 + (size_t)b, b, h);
+        if (bad)
+            return ath_error_set(err, ATH_ERR_NONFINITE,
+                                 "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                                 e->model->ops->name ? e->model->ops->name : "?");
+    }
+    return ATH_OK;
+}
+
 ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err) {
     const int64_t d = e != NULL ? e->cfg.d_state : 0;
     size_t n = 0, s0, kept, i;
     ptrdiff_t si, sn;
-    int nthreads = 1;
-    int64_t calls = 0;
+    int nthreads = 1, use_tiles;
+    int64_t calls = 0, per_call = 0;
     ath_status st;
 
     if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
     if (e->model == NULL) return ath_error_set(err, ATH_ERR_NO_MODEL, "no model set (set_model / load_model)");
+    use_tiles = ath_engine_uses_tiles(e);
+    per_call = e->batch;
 #ifdef _OPENMP
     nthreads = omp_get_max_threads();
     if (nthreads < 1) nthreads = 1;
 #endif
-    st = scratch_reserve(e, nthreads, err);
+    st = scratch_reserve(e, nthreads, !use_tiles, err);
     if (st == ATH_OK) st = build_eval_set(e, &n, err);
     if (st != ATH_OK) return st;
     sort_eval_set(e, n);
@@ -797,30 +1019,60 @@ ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err)
         }
     }
 
-    /* 4: model in fixed chunks; the update of one chunk runs in the same
-     * parallel region as the gather of the next */
-    if (n > 0) update_and_gather(e, ATH_OUT_FULL, 0, 0, 0, (int64_t)(n < (size_t)e->batch ? n : (size_t)e->batch));
-    for (s0 = 0; s0 < n; s0 += (size_t)e->batch) {
-        const int64_t nb = (int64_t)(n - s0 < (size_t)e->batch ? n - s0 : (size_t)e->batch);
-        const size_t g0 = s0 + (size_t)nb;
-        const int64_t ng = (int64_t)(g0 >= n ? 0 : (n - g0 < (size_t)e->batch ? n - g0 : (size_t)e->batch));
-        int64_t shape[4];
-        ath_out_layout layout;
-
-        shape[0] = nb;
-        shape[1] = e->channels;
-        shape[2] = e->cfg.patch;
-        shape[3] = e->cfg.patch;
-        st = ath_model_forward(e->model, e->in_buf, shape, e->out_buf, 1, &layout, err);
+    if (use_tiles) {
+        st = step_tiles(e, n, &calls, &per_call, err);
         if (st != ATH_OK) return st;
-        calls++;
-        if (update_and_gather(e, layout, s0, nb, g0, ng))
-            return ath_error_set(err, ATH_ERR_NONFINITE,
-                                 "model '%s' returned non-finite values (NaN or Inf); step not applied",
-                                 e->model->ops->name ? e->model->ops->name : "?");
+    } else {
+        /* 4: model in fixed chunks; the update of one chunk runs in the same
+         * parallel region as the gather of the next */
+        if (n > 0) update_and_gather(e, ATH_OUT_FULL, 0, 0, 0, (int64_t)(n < (size_t)e->batch ? n : (size_t)e->batch));
+        for (s0 = 0; s0 < n; s0 += (size_t)e->batch) {
+            const int64_t nb = (int64_t)(n - s0 < (size_t)e->batch ? n - s0 : (size_t)e->batch);
+            const size_t g0 = s0 + (size_t)nb;
+            const int64_t ng = (int64_t)(g0 >= n ? 0 : (n - g0 < (size_t)e->batch ? n - g0 : (size_t)e->batch));
+            int64_t shape[4];
+            ath_out_layout layout;
+
+            shape[0] = nb;
+            shape[1] = e->channels;
+            shape[2] = e->cfg.patch;
+            shape[3] = e->cfg.patch;
+            st = ath_model_forward(e->model, e->in_buf, shape, e->out_buf, 1, &layout, err);
+            if (st != ATH_OK) return st;
+            calls++;
+            if (update_and_gather(e, layout, s0, nb, g0, ng))
+                return ath_error_set(err, ATH_ERR_NONFINITE,
+                                     "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                                     e->model->ops->name ? e->model->ops->name : "?");
+        }
     }
 
-    /* 5: keep, compact (in Morton order), build the new map, swap */
+    /* 5: keep.  If the kept cells are exactly the matter cells, in the map's
+     * own storage order (the usual steady state: the map was built in Morton
+     * order by the previous step), the map keeps its index and only the
+     * states are overwritten; otherwise compact (in Morton order), build the
+     * new map and swap. */
+    kept = 0;
+    {
+        const size_t nm = ath_cellmap_size(e->matter);
+        int same = 1;
+        for (i = 0; i < n; i++) {
+            if (e->norms[i] > e->cfg.threshold) {
+                if (e->esrc[i] != (int64_t)kept) same = 0;
+                kept++;
+            }
+        }
+        if (same && kept == nm) {
+            ath_cf32 *ms = ath_cellmap_states_mut(e->matter);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 4096)
+#endif
+            for (si = 0; si < (ptrdiff_t)n; si++)
+                if (e->norms[si] > e->cfg.threshold)
+                    memcpy(ms + e->esrc[si] * d, e->newst + si * d, (size_t)d * sizeof(ath_cf32));
+            goto done;
+        }
+    }
     kept = 0;
     for (i = 0; i < n; i++) {
         if (e->norms[i] > e->cfg.threshold) {
@@ -840,10 +1092,11 @@ ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err)
     }
     ath_cellmap_swap(e->matter, e->next);
     ath_cellmap_clear(e->next);
+done:
     e->step++;
     e->stats.evaluated = (int64_t)n;
     e->stats.model_calls = calls;
-    e->stats.batch = e->batch;
+    e->stats.batch = per_call;
     if (matter_count != NULL) *matter_count = (int64_t)kept;
     return ATH_OK;
 }

@@ -362,6 +362,8 @@ const ath_coord *ath_cellmap_coords(const ath_cellmap *map) {
     return map != NULL ? map->coords : NULL;
 }
 
+ath_cf32 *ath_cellmap_states_mut(ath_cellmap *map) { return map->states; }
+
 const ath_cf32 *ath_cellmap_states(const ath_cellmap *map) {
     return map != NULL ? map->states : NULL;
 }

@@ -195,7 +195,7 @@ static int install_model(AthPyEngine *self, PyObject *model) {
     PyObject *owner = NULL;
     ath_error err;
     unsigned flags;
-    int zp;
+    int zp, accepts_tiles = -1;
 
     if (model == Py_None) {
         ath_engine_set_model(self->eng, NULL, NULL);
@@ -204,7 +204,30 @@ static int install_model(AthPyEngine *self, PyObject *model) {
         return 0;
     }
     if (athpy_model_resolve(model, &owner, &m) < 0) return -1;
-    if (ath_engine_set_model(self->eng, m, &err) != ATH_OK) {
+    /* Tiles (DESIGN 3.4): built-in models decide themselves; LibTorch-shim
+     * models accept any H x W; a Python callable only if it says so
+     * (accepts_tiles = True), else it gets (B, 2d, p, p) patches. */
+    if (PyCapsule_CheckExact(model)) {
+        accepts_tiles = 1;
+    } else if (owner != NULL && owner != model) {
+        PyObject *v = PyObject_GetAttrString(model, "accepts_tiles");
+        if (v == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                Py_DECREF(owner);
+                return -1;
+            }
+            PyErr_Clear();
+            accepts_tiles = 0;
+        } else {
+            accepts_tiles = PyObject_IsTrue(v);
+            Py_DECREF(v);
+            if (accepts_tiles < 0) {
+                Py_DECREF(owner);
+                return -1;
+            }
+        }
+    }
+    if (ath_engine_set_model_ex(self->eng, m, accepts_tiles, &err) != ATH_OK) {
         Py_DECREF(owner);
         athpy_raise(&err);
         return -1;
@@ -233,6 +256,15 @@ static int install_model(AthPyEngine *self, PyObject *model) {
                  "patch >= %lld (DESIGN 3.4 (c))",
                  (long long)cfg->patch, (long long)m->receptive_radius, (long long)((cfg->patch - 1) / 2),
                  (long long)(2 * m->receptive_radius + 1));
+        if (PyErr_WarnEx(PyExc_RuntimeWarning, msg, 1) < 0) goto fail;
+    }
+    if (flags & ATH_INEXACT_WINDOW_EDGE) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "Engine(extent='zero'): the model's receptive radius %lld > 1, so near the window "
+                 "edge the sparse result differs from a dense evaluation (the model's intermediate "
+                 "layers are not zero-padded at the window edge) (DESIGN 3.4)",
+                 (long long)m->receptive_radius);
         if (PyErr_WarnEx(PyExc_RuntimeWarning, msg, 1) < 0) goto fail;
     }
     Py_INCREF(model);

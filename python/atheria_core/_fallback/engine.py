@@ -185,6 +185,11 @@ class Engine:
                           f"exceeds the patch radius {self._r}, so the sparse result is only an approximation "
                           f"of a dense evaluation; use patch >= {2 * spec.receptive_radius + 1} (DESIGN 3.4 (c))",
                           RuntimeWarning, stacklevel=3)
+        if self._extent == "zero" and spec.receptive_radius > 1:
+            warnings.warn(f"Engine(extent='zero'): the model's receptive radius {spec.receptive_radius} > 1, so near "
+                          "the window edge the sparse result differs from a dense evaluation (the model's "
+                          "intermediate layers are not zero-padded at the window edge) (DESIGN 3.4)",
+                          RuntimeWarning, stacklevel=3)
 
     def _probe_zero(self, spec: ModelSpec) -> int:
         """1 if the callable maps an all-zero (1, 2d, p, p) patch to exactly zero, else 0.

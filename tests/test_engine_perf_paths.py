@@ -1,0 +1,281 @@
+"""Correctness of the engines' fast paths (DESIGN §3.3, §3.4, §7).
+
+* tile evaluation of the sparse Engine (blocks with halos) gives bit for bit what
+  a p x p patch per cell gives, for every background / extent, and matches a
+  dense evaluation where DESIGN §3.4 says it must;
+* a Python callable gets tiles only when it declares ``accepts_tiles = True``;
+* results do not depend on the thread count;
+* the multiversioned (AVX2+FMA) conv kernel agrees with the portable one and
+  with torch;
+* the window-edge warning of a bounded 'zero' extent (C and fallback).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import atheria_core as ac
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+native = pytest.mark.skipif(ac.BACKEND != "c", reason="native backend not built")
+
+
+def _weights(d, seed, kernels=(3, 3), hidden=6, bias=True, scale=0.4):
+    rng = np.random.default_rng(seed)
+    ws, bs, cin = [], [], 2 * d
+    for i, k in enumerate(kernels):
+        co = 2 * d if i == len(kernels) - 1 else hidden
+        ws.append((rng.standard_normal((co, cin, k, k)) * scale).astype(np.float32))
+        bs.append((rng.standard_normal(co) * 0.1).astype(np.float32) if bias else None)
+        cin = co
+    return ws, bs
+
+
+def _matter(d, seed, n=80, lo=-20, hi=20):
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(lo, hi, (n, 2))
+    coords = np.concatenate([xy, np.zeros((n, 1), np.int64)], 1).astype(np.int64)
+    states = (rng.standard_normal((n, d)) + 1j * rng.standard_normal((n, d))).astype(np.complex64)
+    return coords, states
+
+
+def _run(d, model, engine_kw, coords, states, steps=4):
+    e = ac.Engine(d, **engine_kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        e.set_model(model)
+    e.add_particles(coords, states)
+    for _ in range(steps):
+        e.step()
+    c, s = e.matter()
+    return c, s, e
+
+
+class _Patches:
+    """A plain callable around a model: the engine must hand it p x p patches."""
+
+    def __init__(self, model, seen):
+        self.model, self.seen = model, seen
+        self.receptive_radius = model.receptive_radius
+        self.zero_preserving = model.zero_preserving
+
+    def __call__(self, batch):
+        self.seen.add(batch.shape[2:])
+        return self.model(batch)
+
+
+class _Tiles(_Patches):
+    accepts_tiles = True
+
+
+ENGINE_CASES = [
+    dict(patch=5),
+    dict(patch=5, background="zero", threshold=0.0),
+    dict(patch=7, extent="zero", grid_size=40),
+    dict(patch=5, extent="periodic", grid_size=30),
+    dict(patch=5, extent="periodic", grid_size=32, background="zero", threshold=0.0),
+]
+
+
+@native
+@pytest.mark.parametrize("engine_kw", ENGINE_CASES)
+@pytest.mark.parametrize("kernels", [(3, 3), (5,), (3, 1, 3)])
+def test_tiles_equal_patches_bitwise(engine_kw, kernels):
+    d = 2
+    ws, bs = _weights(d, 1, kernels)
+    lo, hi = (0, 30) if engine_kw.get("extent") else (-20, 20)
+    coords, states = _matter(d, 2, lo=lo, hi=hi)
+    conv = ac.ConvModel(ws, bs, activation="tanh")
+    c1, s1, e1 = _run(d, conv, engine_kw, coords, states)
+    assert e1._stats()["batch"] >= 1
+    seen = set()
+    c2, s2, _ = _run(d, _Patches(conv, seen), engine_kw, coords, states)
+    p = engine_kw["patch"]
+    assert seen == {(p, p)}
+    np.testing.assert_array_equal(c1, c2)
+    assert s1.tobytes() == s2.tobytes()
+    # a callable that declares accepts_tiles gets tiles, with the same numbers
+    seen = set()
+    c3, s3, _ = _run(d, _Tiles(conv, seen), engine_kw, coords, states)
+    assert seen and all(h == w and h > p for h, w in seen), seen
+    np.testing.assert_array_equal(c1, c3)
+    assert s1.tobytes() == s3.tobytes()
+
+
+@native
+def test_tiles_not_used_when_radius_exceeds_patch():
+    d = 2
+    ws, bs = _weights(d, 3, (3, 3))
+    seen = set()
+    coords, states = _matter(d, 4)
+    with pytest.warns(RuntimeWarning, match="receptive radius"):
+        e = ac.Engine(d, patch=3)
+        e.set_model(_Tiles(ac.ConvModel(ws, bs), seen))
+    e.add_particles(coords, states)
+    e.step()
+    assert seen == {(3, 3)}
+
+
+@native
+def test_sparse_tiles_match_dense_engine():
+    """Zero background, threshold 0, bias-free net, matter away from the window edge:
+    the sparse Engine on tiles reproduces the DenseEngine (DESIGN §3.4)."""
+    d, g = 2, 64
+    ws, _ = _weights(d, 5, (3, 3), bias=False)
+    rng = np.random.default_rng(6)
+    xy = rng.integers(20, 44, (150, 2))
+    coords = np.concatenate([xy, np.zeros((150, 1), np.int64)], 1).astype(np.int64)
+    states = (rng.standard_normal((150, d)) + 1j * rng.standard_normal((150, d))).astype(np.complex64)
+    field = np.zeros((g, g, d), np.complex64)
+    field[coords[:, 1], coords[:, 0]] = states
+    coords = np.argwhere(np.abs(field).sum(-1) > 0)[:, ::-1]
+    coords = np.concatenate([coords, np.zeros((len(coords), 1), np.int64)], 1).astype(np.int64)
+    states = field[coords[:, 1], coords[:, 0]]
+    dense = ac.DenseEngine(g, d)
+    dense.set_model(ac.ConvModel(ws, None, activation="tanh"))
+    dense.set_state(field)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sp = ac.Engine(d, grid_size=g, background="zero", extent="zero", threshold=0.0, patch=5)
+        sp.set_model(ac.ConvModel(ws, None, activation="tanh"))
+    sp.add_particles(coords, states)
+    for _ in range(3):
+        dense.step()
+        sp.step()
+    np.testing.assert_allclose(sp.to_dense((0, 0, g, g)), dense.get_state(), rtol=0, atol=1e-5)
+
+
+def _thread_run(n_threads, model_kind):
+    ac.set_num_threads(n_threads)
+    try:
+        d = 4
+        ws, bs = _weights(d, 7, (3, 3), hidden=16)
+        model = ac.ConvModel(ws, bs, activation="tanh") if model_kind == "conv" else ac.ZeroModel()
+        coords, states = _matter(d, 8, n=3000, lo=-60, hi=60)
+        c, s, _ = _run(d, model, dict(patch=5), coords, states, steps=3)
+        dense = ac.DenseEngine(48, d)
+        dense.set_model(model)
+        dense.step()
+        dense.step()
+        return c, s, dense.get_state()
+    finally:
+        ac.set_num_threads(ac.get_max_threads())
+
+
+@native
+@pytest.mark.parametrize("model_kind", ["conv", "zero"])
+def test_results_independent_of_thread_count(model_kind):
+    ref = _thread_run(1, model_kind)
+    for n in (2, 3):
+        got = _thread_run(n, model_kind)
+        for a, b in zip(ref, got):
+            assert a.tobytes() == b.tobytes()
+
+
+@native
+def test_conv_kernels_agree_with_portable_and_torch():
+    """The AVX2+FMA kernel (when the CPU has it) vs the portable one (ATHERIA_NO_SIMD=1,
+    a fresh process) vs torch: float32 rounding apart."""
+    torch = pytest.importorskip("torch")
+    d = 3
+    ws, bs = _weights(d, 9, (3, 5, 1), hidden=19, scale=0.3)
+    x = np.random.default_rng(10).standard_normal((3, 2 * d, 13, 11)).astype(np.float32)
+    results = {}
+    for act in ("relu", "tanh", "gelu", "identity"):
+        y = ac.ConvModel(ws, bs, activation=act)(x)
+        t = torch.from_numpy(x)
+        f = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu,
+             "identity": lambda v: v}[act]
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            t = torch.nn.functional.conv2d(t, torch.from_numpy(w), torch.from_numpy(b), padding=w.shape[-1] // 2)
+            if i < len(ws) - 1:
+                t = f(t)
+        np.testing.assert_allclose(y, t.numpy(), rtol=1e-5, atol=5e-5)
+        results[act] = y
+    code = (
+        "import sys, numpy as np, atheria_core as ac\n"
+        "ws = [np.load(sys.argv[1] + f'/w{i}.npy') for i in range(3)]\n"
+        "bs = [np.load(sys.argv[1] + f'/b{i}.npy') for i in range(3)]\n"
+        "x = np.load(sys.argv[1] + '/x.npy')\n"
+        "for act in ('relu', 'tanh', 'gelu', 'identity'):\n"
+        "    np.save(sys.argv[1] + f'/y_{act}.npy', ac.ConvModel(ws, bs, activation=act)(x))\n"
+    )
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            np.save(f"{tmp}/w{i}.npy", w)
+            np.save(f"{tmp}/b{i}.npy", b)
+        np.save(f"{tmp}/x.npy", x)
+        env = dict(os.environ, ATHERIA_NO_SIMD="1", PYTHONPATH=os.path.join(ROOT, "python"))
+        subprocess.run([sys.executable, "-c", code, tmp], check=True, env=env, timeout=120)
+        for act, y in results.items():
+            np.testing.assert_allclose(np.load(f"{tmp}/y_{act}.npy"), y, rtol=1e-5, atol=5e-5)
+
+
+@native
+def test_centre_and_full_outputs_agree_bitwise():
+    """want_center (patch per cell) and the full map give the same centre values."""
+    d = 2
+    ws, bs = _weights(d, 11, (3, 3, 3), hidden=9)
+    m = ac.ConvModel(ws, bs, activation="gelu")
+    x = np.random.default_rng(12).standard_normal((5, 2 * d, 7, 7)).astype(np.float32)
+    seen = set()
+    coords, states = _matter(d, 13, n=40, lo=-5, hi=5)
+    a = _run(d, m, dict(patch=7), coords, states, steps=2)
+    b = _run(d, _Patches(m, seen), dict(patch=7), coords, states, steps=2)
+    assert a[1].tobytes() == b[1].tobytes()
+    full = m(x)
+    assert full.shape == x.shape
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_window_edge_warning(backend):
+    if backend == "c" and ac.BACKEND != "c":
+        pytest.skip("native backend not built")
+    if backend == "python":
+        from atheria_core import _fallback as mod
+    else:
+        mod = ac
+    d = 2
+    ws, bs = _weights(d, 14, (3, 3), bias=False)
+    e = mod.Engine(d, grid_size=16, background="zero", extent="zero", threshold=0.0, patch=5)
+    with pytest.warns(RuntimeWarning, match="window edge"):
+        e.set_model(mod.ConvModel(ws, None))
+    # one layer (radius 1), or an unbounded / periodic extent: no such warning
+    for extent, model in (("zero", None),
+                          (None, mod.ConvModel(ws, None)), ("periodic", mod.ConvModel(ws, None))):
+        if model is None:
+            model = mod.ConvModel([np.ones((2 * d, 2 * d, 3, 3), np.float32)], None)
+        e = mod.Engine(d, grid_size=16, background="zero", extent=extent, threshold=0.0, patch=5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            e.set_model(model)
+
+
+@native
+def test_window_edge_difference_is_real():
+    """The warned-about condition: matter at the window edge, radius 2 -> sparse != dense there."""
+    d, g = 2, 16
+    ws, _ = _weights(d, 15, (3, 3), bias=True)
+    ws_nobias = ws
+    coords = np.array([[0, y, 0] for y in range(g)], np.int64)
+    states = np.ones((g, d), np.complex64)
+    field = np.zeros((g, g, d), np.complex64)
+    field[coords[:, 1], coords[:, 0]] = states
+    dense = ac.DenseEngine(g, d)
+    dense.set_model(ac.ConvModel(ws_nobias, None, activation="tanh"))
+    dense.set_state(field)
+    with pytest.warns(RuntimeWarning, match="window edge"):
+        sp = ac.Engine(d, grid_size=g, background="zero", extent="zero", threshold=0.0, patch=5)
+        sp.set_model(ac.ConvModel(ws_nobias, None, activation="tanh"))
+    sp.add_particles(coords, states)
+    dense.step()
+    sp.step()
+    diff = np.abs(sp.to_dense((0, 0, g, g)) - dense.get_state())
+    assert diff.max() > 1e-4
