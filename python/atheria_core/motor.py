@@ -31,6 +31,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ._fallback import tools as _fb_tools
+from ._fallback import vacuum as _fb_vacuum
+from ._fallback import viz as _fb_viz
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -51,17 +55,7 @@ _NORM_EPS = 1e-9
 # --------------------------------------------------------------------------- vacuum (DESIGN §3.2)
 def splitmix64(z: np.ndarray) -> np.ndarray:
     """DESIGN §3.2 ``mix`` on a uint64 array (wrapping arithmetic), returns a new uint64 array."""
-    z = np.asarray(z, dtype=_U64)
-    with np.errstate(over="ignore"):
-        z = z + _U64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
-
-
-def _u64(value: int) -> np.ndarray:
-    """A Python int (possibly negative) -> 0-d uint64 array, two's complement."""
-    return np.array(int(value) & _MASK, dtype=_U64)
+    return _fb_vacuum.mix64(np.asarray(z, dtype=_U64))
 
 
 def harmonic_vacuum(d_state: int, roi: Sequence[int], step: int = 0, *, seed: int = 0,
@@ -79,139 +73,43 @@ def harmonic_vacuum(d_state: int, roi: Sequence[int], step: int = 0, *, seed: in
     Returns:
         complex64 array (y1-y0, x1-x0, d_state) indexed [y - y0, x - x0, channel].
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= _MASK:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     x0, y0, x1, y1 = (int(v) for v in roi)
-    if x1 < x0 or y1 < y0:
-        raise ValueError(f"roi must satisfy x0 <= x1 and y0 <= y1, got {tuple(roi)}")
-    if not 0 <= int(seed) <= _MASK:
-        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-    if isinstance(d_state, bool) or not isinstance(d_state, (int, np.integer)) or d_state < 1:
-        raise ValueError(f"d_state must be a positive int, got {d_state!r}")
-    xs = np.arange(x0, x1, dtype=np.int64).view(_U64)        # two's complement
-    ys = np.arange(y0, y1, dtype=np.int64).view(_U64)
-    ks = np.arange(int(d_state), dtype=_U64)
-    h = splitmix64(_u64(seed).reshape(1))                      # (1,)
-    h = splitmix64(h ^ xs)                                      # (w,)
-    h = splitmix64(h[None, :] ^ ys[:, None])                    # (h, w)
-    h = splitmix64(h ^ _u64(z))
-    h = splitmix64(h ^ _u64(step))
-    h = splitmix64(h[..., None] ^ ks)                           # (h, w, d)
-    u1 = ((h >> _U64(11)) + _U64(1)).astype(np.float64) * 2.0 ** -53
-    u2 = (splitmix64(h) >> _U64(11)).astype(np.float64) * 2.0 ** -53
-    g = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-    n = float(strength) * g
-    out = np.empty(n.shape, dtype=np.complex64)
-    out.real = np.cos(n).astype(np.float32)
-    out.imag = np.sin(n).astype(np.float32)
-    return out
+    return _fb_vacuum.vacuum_region(int(seed), float(strength), int(d_state), x0, y0, x1, y1, int(z), int(step))
 
 
 # --------------------------------------------------------------------------- visualisation (viz.h)
-def _grad2(a: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(d/dy, d/dx) of a (h, w, ...) array like numpy.gradient; a 1-wide axis gives 0."""
-    gy = np.gradient(a, axis=0) if a.shape[0] > 1 else np.zeros_like(a)
-    gx = np.gradient(a, axis=1) if a.shape[1] > 1 else np.zeros_like(a)
-    return gy, gx
-
-
 def visualization_numpy(field: np.ndarray, viz_type: str, channel: int = 0) -> np.ndarray:
     """Scalar map of a (h, w, d) complex field, formulas of include/atheria/viz.h.
 
     density = Σ_k |ψ_k|²; phase = atan2(Im ψ_c, Re ψ_c); energy = Σ_k |∂xψ_k|² + |∂yψ_k|²;
     real/imag = Re/Im ψ_c; gradient = |∇ density|.  Derivatives as numpy.gradient (unit
-    spacing, one-sided at the region's edges).  Computed in float64, returned (h, w) float32.
+    spacing, one-sided at the region's edges).  Returns (h, w) float32.  The NumPy
+    implementation is shared with the pure-Python backend (atheria_core._fallback.viz).
     """
-    if viz_type not in VIZ_TYPES:
-        raise ValueError(f"viz_type must be one of {list(VIZ_TYPES)}, got {viz_type!r}")
-    f = np.asarray(field).astype(np.complex128)
+    name = _fb_viz.parse_viz_type(viz_type)
+    f = np.asarray(field)
     if f.ndim != 3:
         raise ValueError(f"field must be (h, w, d), got shape {f.shape}")
     d = f.shape[2]
     if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < d:
         raise ValueError(f"channel must be an int in [0, {d}), got {channel!r}")
-    if viz_type == "density":
-        out = np.sum(f.real ** 2 + f.imag ** 2, axis=2)
-    elif viz_type == "phase":
-        out = np.arctan2(f[..., channel].imag, f[..., channel].real)
-    elif viz_type == "real":
-        out = f[..., channel].real
-    elif viz_type == "imag":
-        out = f[..., channel].imag
-    elif viz_type == "energy":
-        gy, gx = _grad2(f)
-        out = np.sum(gx.real ** 2 + gx.imag ** 2 + gy.real ** 2 + gy.imag ** 2, axis=2)
-    else:  # gradient
-        dens = np.sum(f.real ** 2 + f.imag ** 2, axis=2)
-        gy, gx = _grad2(dens)
-        out = np.sqrt(gx ** 2 + gy ** 2)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return _fb_viz.compute(f.astype(np.complex64, copy=False), name, int(channel))
 
 
 # --------------------------------------------------------------------------- tools (docs/tools.md)
-_TOOL_KEYS = ("x", "y", "radius", "strength", "angle")
-
-
-def _tool_params(action: Any, params: Optional[Mapping[str, Any]], h: int, w: int) -> Dict[str, float]:
-    if not isinstance(action, str) or action not in TOOL_ACTIONS:
-        raise ValueError(f"unknown tool action {action!r}; expected one of {list(TOOL_ACTIONS)}")
-    if params is None:
-        params = {}
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    unknown = sorted(str(k) for k in params if k not in _TOOL_KEYS)
-    if unknown:
-        raise ValueError(f"unknown tool parameter(s) {unknown}; accepted: {list(_TOOL_KEYS)}")
-    p = {"x": w / 2.0, "y": h / 2.0, "radius": max(1.0, w / 8.0), "strength": 1.0, "angle": 0.0}
-    for k, v in params.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise TypeError(f"tool parameter {k!r} must be a real number, got {type(v).__name__}")
-        v = float(v)
-        if not math.isfinite(v):
-            raise ValueError(f"tool parameter {k!r} must be finite, got {v}")
-        p[k] = v
-    if p["radius"] <= 0:
-        raise ValueError(f"radius must be > 0, got {p['radius']}")
-    if action == "collapse" and not 0.0 <= p["strength"] <= 1.0:
-        raise ValueError(f"collapse strength must be in [0, 1], got {p['strength']}")
-    return p
-
-
 def apply_tool_numpy(field: np.ndarray, action: str, params: Optional[Mapping[str, Any]] = None) -> np.ndarray:
     """Returns a new (H, W, d) complex64 field with the tool applied (docs/tools.md, float64 maths).
 
-    Raises ValueError/TypeError for bad input; ``field`` is never modified.
+    Raises ValueError/TypeError for bad input; ``field`` is never modified.  The NumPy
+    implementation is shared with the pure-Python backend (atheria_core._fallback.tools).
     """
     f = np.asarray(field)
-    if f.ndim != 3:
-        raise ValueError(f"field must be (H, W, d), got shape {f.shape}")
-    H, W, _ = f.shape
-    p = _tool_params(action, params, H, W)
-    yc, xc = np.meshgrid(np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64), indexing="ij")
-    dx, dy = xc - p["x"], yc - p["y"]
-    mask = dx * dx + dy * dy <= p["radius"] * p["radius"]
-    out = f.astype(np.complex64, copy=True)
-    if not mask.any():
-        return out
-    psi = f[mask].astype(np.complex128)                      # (N, d)
-    if action == "collapse":
-        s = p["strength"]
-        k = np.argmax(np.abs(psi), axis=1)                   # lowest index on ties
-        proj = np.zeros_like(psi)
-        rows = np.arange(psi.shape[0])
-        proj[rows, k] = psi[rows, k]
-        new = (1.0 - s) * psi + s * proj
-        n0 = np.linalg.norm(psi, axis=1)
-        n1 = np.linalg.norm(new, axis=1)
-        scale = np.divide(n0, n1, out=np.ones_like(n0), where=n1 != 0)
-        new = new * scale[:, None]
-    elif action == "vortex":
-        theta = np.arctan2(dy[mask], dx[mask])
-        new = psi * np.exp(1j * p["strength"] * theta)[:, None]
-    else:  # wave
-        a = p["angle"]
-        phase = p["strength"] * (dx[mask] * math.cos(a) + dy[mask] * math.sin(a))
-        new = psi * np.exp(1j * phase)[:, None]
-    out[mask] = new.astype(np.complex64)
-    return out
+    if f.ndim != 3 or f.shape[0] != f.shape[1]:
+        raise ValueError(f"field must be a square (H, W, d) grid, got shape {f.shape}")
+    p = _fb_tools.parse_params(action, None if params is None else dict(params), f.shape[1])
+    return _fb_tools.apply(f.astype(np.complex64, copy=False), action, p)
 
 
 # --------------------------------------------------------------------------- the rule (DESIGN §3.3)
