@@ -124,7 +124,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     wrapper = NativeEngineWrapper(g, d, device, exp, engine=args.engine, seed=args.seed)
     t0 = time.perf_counter()
     loaded = wrapper.load_model(jit_path)
-    route = "LibTorch shim" if ac.has_torch_support() else "Python TorchScript route"
+    routes = {"builtin-conv": "the built-in C conv stack (weights read from the TorchScript file)",
+              "shim": "the LibTorch shim", "python": "the Python TorchScript route",
+              "python-backend": "the pure-Python backend"}
+    route = routes.get(wrapper.model_route or "", str(wrapper.model_route))
     if not check.item(3, "native engine loads the model", loaded,
                       f"{wrapper.engine_kind} engine via {route}, {1e3 * (time.perf_counter() - t0):.0f} ms"
                       if loaded else f"error: {wrapper.last_error}"):

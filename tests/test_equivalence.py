@@ -177,3 +177,47 @@ def test_convlstm_memory_is_carried(demo_root):
         if first is None:
             first = carried.get_state()
     np.testing.assert_array_equal(first, carried.get_state())
+
+
+def test_local_conv_file_runs_as_builtin_conv_and_matches(demo_root, monkeypatch):
+    """A LOCAL_CONV TorchScript file runs as the C conv stack (weights read from the file),
+    with the same results as the TorchScript forward and as AetheriaMotor."""
+    exp, jit, meta, model = _setup(demo_root, "DEMO_LOCAL_CONV")
+    assert meta["native_equivalent"]["kind"] == "conv_stack"
+    chosen, route = _model_loader.select_native_model(jit, "cpu")
+    assert route == "builtin-conv" and isinstance(chosen, ac.ConvModel)
+    monkeypatch.setenv("ATHERIA_NATIVE_CONV", "0")
+    _, other = _model_loader.select_native_model(jit, "cpu")
+    assert other in ("shim", "python")
+    monkeypatch.delenv("ATHERIA_NATIVE_CONV")
+    g, d = exp.grid_size_inference, exp.d_state
+    builtin = ac.DenseEngine(g, d)
+    builtin.set_model(chosen)
+    scripted = ac.DenseEngine(g, d)
+    scripted.set_model(_native_model(jit, _routes()[0]))
+    motor = AetheriaMotor(model, g, d, "cpu", exp)
+    builtin.step(STEPS)
+    scripted.step(STEPS)
+    motor.evolve_step(STEPS)
+    assert float(np.max(np.abs(builtin.get_state() - scripted.get_state()))) <= 1e-5
+    assert float(np.max(np.abs(builtin.get_state() - motor.get_dense_state()))) <= 1e-4
+
+
+def test_native_conv_refuses_a_mismatching_file(demo_root, tmp_path):
+    """A file whose metadata claims a conv stack it is not gets the TorchScript route."""
+    import json
+    import zipfile
+
+    exp, jit, meta, _ = _setup(demo_root, "DEMO_UNET")
+    fake = dict(meta, native_equivalent={"kind": "conv_stack", "activation": "relu", "n_layers": 2,
+                                         "bias": False})
+    path = tmp_path / "lying.pt"
+    with zipfile.ZipFile(jit) as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith("/extra/atheria_meta.json"):
+                data = json.dumps(fake).encode()
+            dst.writestr(item, data)
+    assert _model_loader.native_conv_model(str(path), fake) is None
+    _, route = _model_loader.select_native_model(str(path), "cpu")
+    assert route in ("shim", "python")

@@ -201,7 +201,7 @@ def test_factory_falls_back_when_native_load_fails(demo_root, caplog, monkeypatc
     def refuse(path, device="cpu"):
         raise _model_loader.ModelLoadError(f"{path}: incompatible TorchScript version (test)")
 
-    monkeypatch.setattr(_model_loader, "load_model_for_native_engine", refuse)
+    monkeypatch.setattr(_model_loader, "select_native_model", refuse)
     caplog.set_level(logging.INFO, logger="atheria_core")
     motor = create_motor("DEMO_UNET", root=demo_root)
     assert isinstance(motor, AetheriaMotor)

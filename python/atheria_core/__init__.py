@@ -21,6 +21,40 @@ _PUBLIC = (
 )
 
 
+def _configure_openmp():
+    """OpenMP wait policy, set before the OpenMP runtime initialises.
+
+    libgomp reads ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` once, when it is
+    loaded (by our extension or by torch: both use the one ``libgomp.so.1``
+    of the process, whichever loads first).  Its default makes idle worker
+    threads spin; on a small or loaded machine (2 cores, torch's intra-op
+    threads, other processes) a spinning worker is descheduled and every
+    short parallel region then waits scheduler ticks (~8 ms measured per
+    region instead of ~0.1 ms).  Unless the user chose a policy
+    (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` set), we select ``PASSIVE``
+    (workers sleep at once; a region start costs a futex wake-up).
+    ``ATHERIA_OMP_WAIT_POLICY=inherit`` keeps libgomp's default.
+
+    If torch was imported first, the runtime is already initialised and the
+    setting cannot take effect: import ``atheria_core`` first, or export
+    ``OMP_WAIT_POLICY=passive`` before starting Python.
+    """
+    import sys
+    if os.environ.get("ATHERIA_OMP_WAIT_POLICY", "").lower() == "inherit":
+        return
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "torch" in sys.modules:
+        logger.info("atheria_core: torch was imported before atheria_core, so OMP_WAIT_POLICY=PASSIVE "
+                    "set now does not reach the already initialised OpenMP runtime; import atheria_core "
+                    "first or export OMP_WAIT_POLICY=passive (short parallel regions may be slow on a "
+                    "loaded machine otherwise)")
+
+
+_configure_openmp()
+
+
 def _select_backend():
     if os.environ.get("ATHERIA_FORCE_PYTHON", "") == "1":
         from . import _fallback

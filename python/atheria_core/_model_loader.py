@@ -348,17 +348,74 @@ def load_model_for_engine(path: str, device: str = "cpu") -> TorchScriptModel:
     return model
 
 
-def load_model_for_native_engine(path: str, device: str = "cpu") -> Any:
-    """The model for the C engines' ``load_model``: the LibTorch shim when built, else the Python route.
+def native_conv_model(path: str, meta: Dict[str, Any], *, atol: float = 1e-5) -> Any:
+    """The built-in C conv stack equivalent to a TorchScript LOCAL_CONV file, or None.
 
-    With the shim, the result is an ``"atheria_core.model"`` capsule whose forward runs in
-    C++ without the GIL; otherwise a :class:`TorchScriptModel` callable.  Both routes raise
-    :class:`ModelLoadError` with the same kinds.  ``ATHERIA_NO_SHIM=1`` forces the Python route.
+    The file's metadata must declare ``native_equivalent = {"kind": "conv_stack", ...}``
+    (written by export_model_to_jit for models with ``conv_model_spec``).  The weights are
+    read from the TorchScript module; the result is checked against the TorchScript
+    forward on a random input and refused (None, logged) if they differ by more than ``atol``.
+    """
+    from . import _core
+
+    spec = meta.get("native_equivalent") or {}
+    if spec.get("kind") != "conv_stack" or spec.get("bias"):
+        return None
+    torch = _import_torch(path)
+    with quiet_jit_deprecation():
+        module = torch.jit.load(path, map_location="cpu").eval()
+    params = list(module.named_parameters())
+    weights = [p.detach().cpu().numpy().astype(np.float32) for _, p in params]
+    if len(weights) != int(spec.get("n_layers", -1)) or any(w.ndim != 4 for w in weights):
+        logger.warning("%s: parameters %s do not form the declared conv stack; using TorchScript",
+                       path, [n for n, _ in params])
+        return None
+    try:
+        model = _core.ConvModel(weights, None, activation=str(spec.get("activation", "relu")))
+    except (ValueError, TypeError) as exc:
+        logger.warning("%s: cannot build the native conv stack (%s); using TorchScript", path, exc)
+        return None
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, weights[0].shape[1], 9, 11)).astype(np.float32)
+    with torch.inference_mode():
+        ref = module(torch.from_numpy(x)).numpy()
+    diff = float(np.max(np.abs(model(x) - ref)))
+    if not diff <= atol:
+        logger.warning("%s: native conv stack differs from TorchScript by %.3g; using TorchScript", path, diff)
+        return None
+    return model
+
+
+def load_model_for_native_engine(path: str, device: str = "cpu") -> Any:
+    """The model for the C engines' ``load_model`` (see :func:`select_native_model`)."""
+    return select_native_model(path, device)[0]
+
+
+def select_native_model(path: str, device: str = "cpu") -> Tuple[Any, str]:
+    """(model, route) for the C engines, fastest route first; route is 'builtin-conv', 'shim' or 'python'.
+
+    1. A LOCAL_CONV-style file (metadata ``native_equivalent`` = conv_stack) on the CPU runs
+       as the built-in C conv stack (no torch in the step; verified against the file at load).
+       ``ATHERIA_NATIVE_CONV=0`` disables this.
+    2. The LibTorch shim when built: an ``"atheria_core.model"`` capsule whose forward runs
+       in C++ without the GIL.  ``ATHERIA_NO_SHIM=1`` disables it.
+    3. The Python route: a :class:`TorchScriptModel` callable.
+
+    All routes raise :class:`ModelLoadError` with the same kinds for unusable files.
     """
     from . import _torch_support
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str, got {type(path).__name__}")
+    path = os.fspath(path)
+    meta = read_metadata(path)
+    if meta and os.environ.get("ATHERIA_NATIVE_CONV", "1") != "0" and str(device) == "cpu":
+        model = native_conv_model(path, meta)
+        if model is not None:
+            logger.info("%s runs as the built-in C conv stack", path)
+            return model, "builtin-conv"
     if _torch_support.shim_available():
-        return _torch_support.load_via_shim(path, device)
+        return _torch_support.load_via_shim(path, device), "shim"
     logger.debug("LibTorch shim unavailable (%s); loading %s through the Python route",
                  _torch_support.unavailable_reason(), path)
-    return load_model_for_engine(path, device)
+    return load_model_for_engine(path, device), "python"

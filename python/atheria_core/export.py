@@ -85,6 +85,14 @@ def build_metadata(model: nn.Module, *, checkpoint_sha256: Optional[str], d_stat
     params = getattr(model, "model_params", None)
     if isinstance(params, dict):
         meta["model_params"] = dict(params)
+    spec_fn = getattr(model, "conv_model_spec", None)
+    if callable(spec_fn):
+        # The native engines may run this model with their built-in C conv stack
+        # (atheria_core.ConvModel) instead of the TorchScript forward; the weights
+        # are the file's conv parameters in order (_model_loader.native_conv_model).
+        spec = spec_fn()
+        meta["native_equivalent"] = {"kind": "conv_stack", "activation": spec["activation"],
+                                     "n_layers": len(spec["weights"]), "bias": spec["biases"] is not None}
     meta.update(extra)
     return meta
 

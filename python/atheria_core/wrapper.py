@@ -118,6 +118,9 @@ class NativeEngineWrapper:
         self.engine_kind: Optional[str] = None
         self.engine: Any = None
         self.model_path: Optional[str] = None
+        #: how the model runs: 'builtin-conv' (C conv stack), 'shim' (LibTorch), 'python'
+        #: (TorchScript through Python), 'python-backend' (pure-Python atheria_core)
+        self.model_route: Optional[str] = None
         self.model_metadata: Optional[Dict[str, Any]] = None
         self.unitary = bool(unitary) if unitary is not None else False
         self.last_error = ""
@@ -196,12 +199,20 @@ class NativeEngineWrapper:
             self.last_error = f"cannot create the {kind} engine: {exc}"
             logger.error("error loading model in native engine: %s", self.last_error)
             return False
-        if not eng.load_model(path):
+        route = "python-backend"
+        try:
+            if self._ac.BACKEND == "c":
+                from ._model_loader import select_native_model
+                model, route = select_native_model(path, self.device)
+                eng.set_model(model)
+            elif not eng.load_model(path):
+                raise ModelLoadError(eng.get_last_error())
+        except (ModelLoadError, ValueError, TypeError, RuntimeError, OSError) as exc:
             self.unitary = previous_unitary
-            self.last_error = eng.get_last_error()
+            self.last_error = str(exc)
             logger.error("error loading model in native engine: %s", self.last_error)
             return False
-        self.engine, self.engine_kind = eng, kind
+        self.engine, self.engine_kind, self.model_route = eng, kind, route
         self.model_path, self.model_metadata = path, meta
         self.last_error = ""
         self._psi_cache = None
