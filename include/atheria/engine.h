@@ -101,6 +101,12 @@ ath_status ath_engine_query_radius(const ath_engine *engine, ath_coord center, d
 ath_status ath_engine_to_dense(const ath_engine *engine, int64_t x0, int64_t y0, int64_t x1,
                                int64_t y1, int64_t z, ath_cf32 *out, ath_error *err);
 
+/* As ath_engine_to_dense; out_zeroed = 1 promises that out is already all
+ * zeros (e.g. fresh calloc'd memory), so zero parts are not written again
+ * (a zero background then costs only the scatter of the matter). */
+ath_status ath_engine_to_dense_ex(const ath_engine *engine, int64_t x0, int64_t y0, int64_t x1,
+                                  int64_t y1, int64_t z, ath_cf32 *out, int out_zeroed, ath_error *err);
+
 /* 1 if c is inside the bounded window [0, grid_size)^2 (any z); always 1 when unbounded. */
 int ath_engine_in_window(const ath_engine *engine, ath_coord c);
 
@@ -126,6 +132,15 @@ typedef struct ath_engine_stats {
     int64_t batch;        /* cells per model call (the fixed chunk size) */
 } ath_engine_stats;
 void ath_engine_get_stats(const ath_engine *engine, ath_engine_stats *out);
+
+/* Bytes the engine holds: the matter map (storage of the cells) and the
+ * step's cached scratch (evaluated-set arrays, tile index, batches, the
+ * spare map).  Heap capacities, not RSS: untouched capacity is counted. */
+typedef struct ath_engine_memory {
+    size_t matter_bytes;
+    size_t scratch_bytes;
+} ath_engine_memory;
+void ath_engine_get_memory(const ath_engine *engine, ath_engine_memory *out);
 
 /* DESIGN §3.3 steps 2-5 for one cell, computed in float64 from the float32
  * inputs and rounded to complex64 at the end:

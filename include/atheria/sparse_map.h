@@ -53,6 +53,8 @@ size_t ath_cellmap_get_many(const ath_cellmap *map, size_t n, const ath_coord *c
 /* Returns 1 if removed, 0 if absent. */
 int ath_cellmap_remove(ath_cellmap *map, ath_coord coord);
 void ath_cellmap_clear(ath_cellmap *map);
+/* Removes all cells and frees the storage (clear() keeps it for reuse). */
+void ath_cellmap_release(ath_cellmap *map);
 /* Exchanges the contents of two maps of the same d_state (O(1)). */
 void ath_cellmap_swap(ath_cellmap *a, ath_cellmap *b);
 

@@ -76,7 +76,8 @@ struct ath_engine {
     int64_t *eloc;           /* insertion order: tcells entry of the cell */
     int64_t *esrc, *esrc_tmp; /* matter index of the cell or -1 */
     skey *keys, *keys_tmp;
-    ath_cf32 *cur, *newst;
+    ath_cf32 *cur, *newst;   /* cur: only with the vacuum background (zero: read the matter) */
+    ath_cf32 *zeros;         /* d zeros: the current field of an absent cell, zero background */
     double *norms;
     float *in_buf, *out_buf;
     ath_cf32 *bg_scratch;            /* per thread: d values */
@@ -213,6 +214,14 @@ ath_status ath_engine_create(const ath_engine_config *cfg, ath_engine **out, ath
         free(e);
         return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     }
+    e->zeros = (ath_cf32 *)calloc((size_t)cfg->d_state, sizeof(ath_cf32));
+    if (e->zeros == NULL) {
+        ath_cellmap_destroy(e->matter);
+        ath_cellmap_destroy(e->next);
+        free(e->window);
+        free(e);
+        return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    }
     e->channels = 2 * cfg->d_state;
     per_cell = e->channels * cfg->patch * cfg->patch;
     b = cfg->max_batch > 0 ? cfg->max_batch : ATH_ENGINE_DEFAULT_BATCH;
@@ -240,6 +249,7 @@ void ath_engine_destroy(ath_engine *e) {
     free(e->keys);
     free(e->keys_tmp);
     free(e->cur);
+    free(e->zeros);
     free(e->newst);
     free(e->norms);
     free(e->in_buf);
@@ -298,6 +308,21 @@ void ath_engine_clear(ath_engine *e) {
 void ath_engine_get_stats(const ath_engine *e, ath_engine_stats *out) {
     if (e == NULL || out == NULL) return;
     *out = e->stats;
+}
+
+void ath_engine_get_memory(const ath_engine *e, ath_engine_memory *out) {
+    size_t d, s = 0;
+    if (e == NULL || out == NULL) return;
+    d = (size_t)e->cfg.d_state;
+    out->matter_bytes = ath_cellmap_memory_bytes(e->matter);
+    s += ath_cellmap_memory_bytes(e->next);
+    s += e->tcap * sizeof(tslot) + e->tcells_cap * TILE * TILE * sizeof(int32_t);
+    s += e->ecap * (2 * sizeof(ath_coord) + 3 * sizeof(int64_t) + 2 * sizeof(skey) + sizeof(double) +
+                    d * sizeof(ath_cf32) * (e->cur != NULL ? 2 : 1));
+    if (e->in_buf != NULL) s += 2 * (size_t)(e->batch * e->channels * e->cfg.patch * e->cfg.patch) * sizeof(float);
+    s += e->nscratch * (d * sizeof(ath_cf32) + sizeof(tile_window)) + sizeof(tile_window) + d * sizeof(ath_cf32);
+    s += e->bcap * sizeof(tslot) + e->blocks_cap * sizeof(ath_coord) + 2 * e->tbuf_floats * sizeof(float);
+    out->scratch_bytes = s + sizeof *e;
 }
 
 unsigned ath_engine_exactness(const ath_engine *e, const ath_model *model, int zero_preserving) {
@@ -508,7 +533,9 @@ static ath_status e_reserve(ath_engine *e, size_t need, ath_error *err) {
     ATH_REALLOC(esrc_tmp, cap * sizeof(int64_t))
     ATH_REALLOC(keys, cap * sizeof(skey))
     ATH_REALLOC(keys_tmp, cap * sizeof(skey))
-    ATH_REALLOC(cur, cap * d * sizeof(ath_cf32))
+    if (e->cfg.background == ATH_BACKGROUND_VACUUM) {
+        ATH_REALLOC(cur, cap * d * sizeof(ath_cf32))
+    }
     ATH_REALLOC(newst, cap * d * sizeof(ath_cf32))
     ATH_REALLOC(norms, cap * sizeof(double))
 #undef ATH_REALLOC
@@ -693,6 +720,14 @@ static ath_status scratch_reserve(ath_engine *e, int nthreads, int patches, ath_
     return ATH_OK;
 }
 
+/* Current field of cell idx of E: cur[] (vacuum background: computed once
+ * per step), else the matter state or zero, read in place. */
+static inline const ath_cf32 *cur_of(const ath_engine *e, int64_t idx) {
+    const int64_t j = e->esrc[idx];
+    if (e->cur != NULL) return e->cur + idx * e->cfg.d_state;
+    return j >= 0 ? ath_cellmap_states(e->matter) + j * e->cfg.d_state : e->zeros;
+}
+
 /* Step 4a: the patch of cell s0 + b of E into item b of in_buf. */
 static void gather_item(const ath_engine *e, tile_window *w, ath_cf32 *scratch, size_t s0, int64_t b) {
     const int64_t d = e->cfg.d_state, p = e->cfg.patch, r = e->radius, pp = p * p;
@@ -717,7 +752,7 @@ static void gather_item(const ath_engine *e, tile_window *w, ath_cf32 *scratch, 
             }
             idx = e_find(e, w, c);
             if (idx >= 0) {
-                v = e->cur + idx * d;
+                v = cur_of(e, idx);
             } else {
                 background(e, c, scratch);
                 v = scratch;
@@ -750,7 +785,7 @@ static int update_item(ath_engine *e, ath_out_layout layout, size_t s0, int64_t 
     }
     for (k = 0; k < d; k++)
         if (!isfinite(re[k * stride]) || !isfinite(im[k * stride])) bad = 1;
-    e->norms[ei] = ath_step_rule(e->cur + ei * (size_t)d, re, im, stride, d, e->cfg.gamma_decay,
+    e->norms[ei] = ath_step_rule(cur_of(e, (int64_t)ei), re, im, stride, d, e->cfg.gamma_decay,
                                  e->cfg.unitary, e->newst + ei * (size_t)d);
     return bad;
 }
@@ -883,7 +918,7 @@ static void tile_gather(const ath_engine *e, size_t blk, int64_t b, int64_t h, a
             }
             idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
             if (idx >= 0) {
-                v = e->cur + idx * d;
+                v = cur_of(e, idx);
             } else {
                 background(e, c, scratch);
                 v = scratch;
@@ -913,7 +948,7 @@ static int tile_update(ath_engine *e, size_t blk, int64_t b, int64_t h) {
             im = re + d * SS;
             for (k = 0; k < d; k++)
                 if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
-            e->norms[idx] = ath_step_rule(e->cur + idx * d, re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
+            e->norms[idx] = ath_step_rule(cur_of(e, idx), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
                                           e->cfg.unitary, e->newst + idx * d);
         }
     }
@@ -1003,8 +1038,9 @@ ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err)
     sort_eval_set(e, n);
     sn = (ptrdiff_t)n;
 
-    /* 3: the current field on E (matter, else background), once per cell */
-    {
+    /* 3: the current field on E (matter, else background), once per cell;
+     * only for the vacuum background (zero: cur_of() reads the matter) */
+    if (e->cur != NULL) {
         const ath_cf32 *ms = ath_cellmap_states(e->matter);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (n > 1024)
@@ -1091,7 +1127,9 @@ ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err)
         return st;
     }
     ath_cellmap_swap(e->matter, e->next);
-    ath_cellmap_clear(e->next);
+    /* the old map is not needed until the next non-steady step: give its
+     * storage back rather than hold two maps */
+    ath_cellmap_release(e->next);
 done:
     e->step++;
     e->stats.evaluated = (int64_t)n;
@@ -1146,8 +1184,48 @@ ath_status ath_engine_get_states(const ath_engine *e, size_t n, const ath_coord 
     return ATH_OK;
 }
 
+/* Background of rows [r0, r1) of the region (out already offset to the region's origin):
+ * zeros outside a bounded window, the background inside.  The vacuum goes
+ * through ath_vacuum_region per in-window row run (the same pure function
+ * as background(), so identical numbers).  out_zeroed: out is known to be
+ * zero-filled already (e.g. fresh calloc'd pages), zero parts are skipped. */
+static void fill_background_rows(const ath_engine *e, int64_t x0, int64_t y0, int64_t w, int64_t r0,
+                                 int64_t r1, int64_t z, int out_zeroed, ath_cf32 *out) {
+    const int64_t d = e->cfg.d_state;
+    const size_t rowb = (size_t)w * (size_t)d * sizeof(ath_cf32);
+    int64_t row, wx0 = 0, wx1 = w; /* in-window columns (region-relative) */
+    if (e->cfg.extent != ATH_EXTENT_UNBOUNDED) {
+        const int64_t g = e->cfg.grid_size;
+        wx0 = x0 < 0 ? (-x0 < w ? -x0 : w) : 0;
+        wx1 = g - x0 < w ? (g - x0 > wx0 ? g - x0 : wx0) : w;
+    }
+    for (row = r0; row < r1; row++) {
+        ath_cf32 *dst = out + (size_t)row * (size_t)w * (size_t)d;
+        const int64_t y = y0 + row;
+        const int in_rows = e->cfg.extent == ATH_EXTENT_UNBOUNDED || (y >= 0 && y < e->cfg.grid_size);
+        if (e->cfg.background == ATH_BACKGROUND_ZERO || !in_rows || wx1 <= wx0) {
+            if (!out_zeroed) memset(dst, 0, rowb);
+            continue;
+        }
+        if (!out_zeroed) {
+            memset(dst, 0, (size_t)wx0 * (size_t)d * sizeof(ath_cf32));
+            memset(dst + wx1 * d, 0, (size_t)(w - wx1) * (size_t)d * sizeof(ath_cf32));
+        }
+        {
+            int64_t x;
+            for (x = wx0; x < wx1; x++)
+                ath_vacuum_cell(&e->vac, ath_coord_make(x0 + x, y, z), e->step, dst + x * d);
+        }
+    }
+}
+
 ath_status ath_engine_to_dense(const ath_engine *e, int64_t x0, int64_t y0, int64_t x1, int64_t y1,
                                int64_t z, ath_cf32 *out, ath_error *err) {
+    return ath_engine_to_dense_ex(e, x0, y0, x1, y1, z, out, 0, err);
+}
+
+ath_status ath_engine_to_dense_ex(const ath_engine *e, int64_t x0, int64_t y0, int64_t x1, int64_t y1,
+                                  int64_t z, ath_cf32 *out, int out_zeroed, ath_error *err) {
     const int64_t d = e != NULL ? e->cfg.d_state : 0;
     int64_t w, h, row;
     size_t nm;
@@ -1172,22 +1250,23 @@ ath_status ath_engine_to_dense(const ath_engine *e, int64_t x0, int64_t y0, int6
                 field_at(e, ath_coord_make(x0 + x, y0 + row, z), out + (row * w + x) * d);
         }
     } else {
-        /* sparse matter: background everywhere, then scan the matter */
+        /* sparse matter: background over the region (row blocks in parallel;
+         * a zero background is a memset, skipped when out is already zero),
+         * then scatter the matter (no per-cell lookups) */
         const ath_coord *mc = ath_cellmap_coords(e->matter);
         const ath_cf32 *ms = ath_cellmap_states(e->matter);
+        const int cheap = e->cfg.background == ATH_BACKGROUND_ZERO;
         size_t i;
+        if (!(cheap && out_zeroed)) {
+            const int64_t rows_per = cheap ? (h + 7) / 8 : 4;
+            const int64_t nblk = (h + rows_per - 1) / rows_per;
+            int64_t b;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((double)w * (double)h * (double)d >= (cheap ? 262144.0 : 2048.0))
 #endif
-        for (row = 0; row < h; row++) {
-            int64_t x;
-            for (x = 0; x < w; x++) {
-                const ath_coord c = ath_coord_make(x0 + x, y0 + row, z);
-                ath_cf32 *dst = out + (row * w + x) * d;
-                if (ath_engine_in_window(e, c))
-                    background(e, c, dst);
-                else
-                    memset(dst, 0, (size_t)d * sizeof(ath_cf32));
+            for (b = 0; b < nblk; b++) {
+                const int64_t r0 = b * rows_per, r1 = r0 + rows_per < h ? r0 + rows_per : h;
+                fill_background_rows(e, x0, y0, w, r0, r1, z, out_zeroed, out);
             }
         }
         for (i = 0; i < nm; i++) {

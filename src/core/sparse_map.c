@@ -350,6 +350,20 @@ void ath_cellmap_clear(ath_cellmap *map) {
     if (map->table != NULL) memset(map->table, 0xFF, map->tsize * sizeof *map->table);
 }
 
+void ath_cellmap_release(ath_cellmap *map) {
+    if (map == NULL) return;
+    free(map->coords);
+    free(map->states);
+    free(map->table);
+    map->coords = NULL;
+    map->states = NULL;
+    map->table = NULL;
+    map->size = 0;
+    map->coords_cap = 0;
+    map->states_cap = 0;
+    map->tsize = 0;
+}
+
 void ath_cellmap_swap(ath_cellmap *a, ath_cellmap *b) {
     ath_cellmap t;
     if (a == NULL || b == NULL || a == b) return;

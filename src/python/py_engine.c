@@ -588,15 +588,19 @@ static PyObject *dense_region(AthPyEngine *self, const int64_t roi[4], int64_t z
     PyObject *res;
     ath_error err;
     ath_status s;
+    int zeroed;
     dims[0] = (npy_intp)(roi[3] - roi[1]);
     dims[1] = (npy_intp)(roi[2] - roi[0]);
     dims[2] = (npy_intp)ath_engine_get_config(self->eng)->d_state;
-    res = PyArray_SimpleNew(3, dims, NPY_COMPLEX64);
+    /* A zero background starts from calloc'd (lazily zeroed) memory: the
+     * engine then only scatters the matter. */
+    zeroed = ath_engine_get_config(self->eng)->background == ATH_BACKGROUND_ZERO;
+    res = zeroed ? PyArray_ZEROS(3, dims, NPY_COMPLEX64, 0) : PyArray_SimpleNew(3, dims, NPY_COMPLEX64);
     if (res == NULL) return NULL;
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
-    s = ath_engine_to_dense(self->eng, roi[0], roi[1], roi[2], roi[3], z,
-                            (ath_cf32 *)PyArray_DATA((PyArrayObject *)res), &err);
+    s = ath_engine_to_dense_ex(self->eng, roi[0], roi[1], roi[2], roi[3], z,
+                               (ath_cf32 *)PyArray_DATA((PyArrayObject *)res), zeroed, &err);
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (s != ATH_OK) {
@@ -676,11 +680,16 @@ static PyObject *engine_compute_visualization(AthPyEngine *self, PyObject *args,
 
 static PyObject *engine_stats(AthPyEngine *self, PyObject *noargs) {
     ath_engine_stats st;
+    ath_engine_memory mem;
     (void)noargs;
     if (ready(self) < 0) return NULL;
     ath_engine_get_stats(self->eng, &st);
-    return Py_BuildValue("{s:L,s:L,s:L}", "evaluated", (long long)st.evaluated, "model_calls",
-                         (long long)st.model_calls, "batch", (long long)st.batch);
+    ath_engine_get_memory(self->eng, &mem);
+    return Py_BuildValue("{s:L,s:L,s:L,s:n,s:n,s:n,s:n}", "evaluated", (long long)st.evaluated, "model_calls",
+                         (long long)st.model_calls, "batch", (long long)st.batch, "matter_bytes",
+                         (Py_ssize_t)mem.matter_bytes, "scratch_bytes", (Py_ssize_t)mem.scratch_bytes,
+                         "memory_bytes", (Py_ssize_t)(mem.matter_bytes + mem.scratch_bytes), "stored_cells",
+                         (Py_ssize_t)ath_engine_matter_count(self->eng));
 }
 
 static PyObject *engine_repr(AthPyEngine *self) {
@@ -805,7 +814,9 @@ static PyMethodDef engine_methods[] = {
      "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32"},
     {"get_last_error", (PyCFunction)engine_get_last_error, METH_NOARGS, NULL},
     {"_stats", (PyCFunction)engine_stats, METH_NOARGS,
-     "_stats() -> dict: evaluated cells, model calls and batch size of the last step (C backend only)."},
+     "_stats() -> dict: evaluated cells, model calls and batch size of the last step; the engine's "
+     "own memory: matter_bytes (the cell map), scratch_bytes (cached step scratch), memory_bytes (sum), "
+     "stored_cells (C backend only)."},
     {NULL, NULL, 0, NULL}};
 
 PyTypeObject AthPyEngine_Type = {
