@@ -68,7 +68,8 @@ def core_extension() -> Extension:
         sources=sources,
         include_dirs=["include", "src/python", numpy.get_include()],
         define_macros=[("ATH_VERSION", '"%s"' % VERSION["__version__"]), ("_GNU_SOURCE", "1")],
-        extra_compile_args=cflags + omp,
+        # serial builds ignore the OpenMP pragmas, which -Wall would report
+        extra_compile_args=cflags + (omp or ["-Wno-unknown-pragmas"]),
         extra_link_args=ldflags,
         libraries=["m", "dl"],  # dl: py_torch.c dlopen()s the LibTorch shim
     )

@@ -575,7 +575,7 @@ static ath_status conv_forward(void *ctx, const float *in, const int64_t shape[4
     const int64_t B = shape[0], C = shape[1], H = shape[2], W = shape[3];
     const int64_t item_in = C * H * W;
     const int64_t item_out = want_center ? C : C * H * W;
-    conv_plan plan;
+    conv_plan plan = {0};
     float *scratch;
     size_t per_thread, rowbuf_floats, n_floats;
     int nthreads = 1, split_items;
