@@ -20,6 +20,9 @@
  * a fixed sequence of operations, so results are bit-identical for any
  * thread count.  No allocation happens per cell: the scratch buffers are
  * cached in the engine and only grow. */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* mmap / madvise */
+#endif
 #include "atheria/engine.h"
 
 #include <math.h>
@@ -29,6 +32,44 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__linux__)
+#include <sys/mman.h>
+#define ATH_ENGINE_MMAP 1
+#endif
+
+/* Step scratch of O(cells) size lives only for the duration of one step (it
+ * is freed at the end, so a universe holds only its cell map between
+ * steps).  Big blocks come straight from mmap (returned to the system on
+ * free, transparent huge pages where available), small ones from malloc. */
+#define BIG_SCRATCH ((size_t)1 << 20)
+
+static void *salloc(size_t bytes) {
+    if (bytes == 0) bytes = 1;
+#ifdef ATH_ENGINE_MMAP
+    if (bytes >= BIG_SCRATCH) {
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+        (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+#endif
+    return malloc(bytes);
+}
+
+/* bytes: exactly what was passed to salloc (0 for NULL). */
+static void sfree(void *p, size_t bytes) {
+    if (p == NULL) return;
+    if (bytes == 0) bytes = 1;
+#ifdef ATH_ENGINE_MMAP
+    if (bytes >= BIG_SCRATCH) {
+        munmap(p, bytes);
+        return;
+    }
+#endif
+    free(p);
+}
 
 typedef struct tslot {
     int64_t x, y, z; /* tile coordinates; x == EMPTY_X: free slot */
@@ -69,17 +110,19 @@ struct ath_engine {
     tslot *ttable; /* tile hash table */
     size_t tcap;   /* power of two */
     size_t ntiles;
-    int32_t *tcells; /* [tile][TILE*TILE] position in E or -1 */
+    int32_t *tcells; /* [tile][TILE*TILE] position in E or -1 (while building: -1 absent,
+                        -2 in E without matter, >= 0 matter index) */
     size_t tcells_cap;
-    size_t ecap; /* room in every per-E array below */
-    ath_coord *ecoords, *ecoords_tmp;
-    int64_t *eloc;           /* insertion order: tcells entry of the cell */
-    int64_t *esrc, *esrc_tmp; /* matter index of the cell or -1 */
-    skey *keys, *keys_tmp;
+    ath_coord *tcoord; /* [tile] tile coordinates (tx, ty, z) */
+    size_t tcoord_cap;
+    size_t ecap; /* cells in every per-E array below (this step's E) */
+    ath_coord *ecoords;
+    int64_t *esrc;           /* matter index of the cell or -1 */
     ath_cf32 *cur, *newst;   /* cur: only with the vacuum background (zero: read the matter) */
     ath_cf32 *zeros;         /* d zeros: the current field of an absent cell, zero background */
-    double *norms;
+    uint8_t *keep;           /* 1 if the cell's norm > threshold */
     float *in_buf, *out_buf;
+    size_t in_floats;        /* floats in each of in_buf / out_buf */
     ath_cf32 *bg_scratch;            /* per thread: d values */
     struct tile_window *twindows;    /* per thread */
     struct tile_window *window;      /* for the sequential build */
@@ -94,6 +137,8 @@ struct ath_engine {
     float *tin_buf, *tout_buf;       /* tile batches */
     size_t tbuf_floats;
 };
+
+static void step_release(ath_engine *e);
 
 /* ------------------------------------------------------------ step rule */
 
@@ -237,28 +282,13 @@ void ath_engine_destroy(ath_engine *e) {
     if (e == NULL) return;
     ath_cellmap_destroy(e->matter);
     ath_cellmap_destroy(e->next);
-    free(e->ttable);
-    free(e->tcells);
-    free(e->ecoords);
-    free(e->ecoords_tmp);
-    free(e->eloc);
-    free(e->esrc);
-    free(e->esrc_tmp);
+    step_release(e);
     free(e->twindows);
     free(e->window);
-    free(e->keys);
-    free(e->keys_tmp);
-    free(e->cur);
     free(e->zeros);
-    free(e->newst);
-    free(e->norms);
-    free(e->in_buf);
-    free(e->out_buf);
     free(e->bg_scratch);
     free(e->btable);
     free(e->blocks);
-    free(e->tin_buf);
-    free(e->tout_buf);
     free(e);
 }
 
@@ -316,10 +346,11 @@ void ath_engine_get_memory(const ath_engine *e, ath_engine_memory *out) {
     d = (size_t)e->cfg.d_state;
     out->matter_bytes = ath_cellmap_memory_bytes(e->matter);
     s += ath_cellmap_memory_bytes(e->next);
-    s += e->tcap * sizeof(tslot) + e->tcells_cap * TILE * TILE * sizeof(int32_t);
-    s += e->ecap * (2 * sizeof(ath_coord) + 3 * sizeof(int64_t) + 2 * sizeof(skey) + sizeof(double) +
+    s += e->tcap * sizeof(tslot) + e->tcells_cap * TILE * TILE * sizeof(int32_t) +
+         e->tcoord_cap * sizeof(ath_coord);
+    s += e->ecap * (sizeof(ath_coord) + sizeof(int64_t) + sizeof(uint8_t) +
                     d * sizeof(ath_cf32) * (e->cur != NULL ? 2 : 1));
-    if (e->in_buf != NULL) s += 2 * (size_t)(e->batch * e->channels * e->cfg.patch * e->cfg.patch) * sizeof(float);
+    s += 2 * e->in_floats * sizeof(float);
     s += e->nscratch * (d * sizeof(ath_cf32) + sizeof(tile_window)) + sizeof(tile_window) + d * sizeof(ath_cf32);
     s += e->bcap * sizeof(tslot) + e->blocks_cap * sizeof(ath_coord) + 2 * e->tbuf_floats * sizeof(float);
     out->scratch_bytes = s + sizeof *e;
@@ -428,7 +459,7 @@ static inline int64_t tile_find(const ath_engine *e, int64_t tx, int64_t ty, int
 }
 
 static ath_status tile_table_resize(ath_engine *e, size_t cap, ath_error *err) {
-    tslot *t = (tslot *)malloc(cap * sizeof *t);
+    tslot *t = (tslot *)salloc(cap * sizeof *t);
     size_t i;
     if (t == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile table)");
     for (i = 0; i < cap; i++) t[i].x = EMPTY_X;
@@ -437,9 +468,25 @@ static ath_status tile_table_resize(ath_engine *e, size_t cap, ath_error *err) {
             const tslot *s = &e->ttable[i];
             if (s->x != EMPTY_X) t[tile_probe(t, cap - 1, s->x, s->y, s->z)] = *s;
         }
-    free(e->ttable);
+    sfree(e->ttable, e->tcap * sizeof(tslot));
     e->ttable = t;
     e->tcap = cap;
+    return ATH_OK;
+}
+
+/* Grows a step-scratch array (salloc'd, cap entries of elem bytes) to hold need entries. */
+static ath_status sgrow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err) {
+    void *q;
+    size_t n;
+    if (need <= *cap) return ATH_OK;
+    n = *cap > 0 ? *cap : 1024;
+    while (n < need) n *= 2;
+    q = salloc(n * elem);
+    if (q == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    if (*p != NULL) memcpy(q, *p, *cap * elem);
+    sfree(*p, *cap * elem);
+    *p = q;
+    *cap = n;
     return ATH_OK;
 }
 
@@ -454,10 +501,14 @@ static int64_t tile_get(ath_engine *e, int64_t tx, int64_t ty, int64_t z, ath_er
         s = tile_probe(e->ttable, e->tcap - 1, tx, ty, z);
     }
     if (e->ntiles + 1 > e->tcells_cap &&
-        grow((void **)&e->tcells, &e->tcells_cap, e->ntiles + 1, TILE * TILE * sizeof(int32_t), err) != ATH_OK)
+        sgrow((void **)&e->tcells, &e->tcells_cap, e->ntiles + 1, TILE * TILE * sizeof(int32_t), err) != ATH_OK)
+        return -1;
+    if (e->ntiles + 1 > e->tcoord_cap &&
+        sgrow((void **)&e->tcoord, &e->tcoord_cap, e->ntiles + 1, sizeof(ath_coord), err) != ATH_OK)
         return -1;
     t = (int64_t)e->ntiles++;
     for (k = 0; k < TILE * TILE; k++) e->tcells[t * TILE * TILE + k] = -1;
+    e->tcoord[t] = ath_coord_make(tx, ty, z);
     e->ttable[s].x = tx;
     e->ttable[s].y = ty;
     e->ttable[s].z = z;
@@ -514,36 +565,58 @@ static ath_status grow(void **p, size_t *cap, size_t need, size_t elem, ath_erro
     return ATH_OK;
 }
 
-/* Room for `need` entries in every per-E array. */
-static ath_status e_reserve(ath_engine *e, size_t need, ath_error *err) {
+/* Frees this step's O(cells) scratch (called at the end of every step). */
+static void step_release(ath_engine *e) {
     const size_t d = (size_t)e->cfg.d_state;
-    size_t cap;
-    void *p;
-    if (need <= e->ecap) return ATH_OK;
-    cap = e->ecap > 0 ? e->ecap : 1024;
-    while (cap < need) cap *= 2;
-#define ATH_REALLOC(field, size)                                                                   \
-    p = realloc(e->field, (size));                                                                 \
-    if (p == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu cells)", cap); \
-    e->field = p;
-    ATH_REALLOC(ecoords, cap * sizeof(ath_coord))
-    ATH_REALLOC(ecoords_tmp, cap * sizeof(ath_coord))
-    ATH_REALLOC(eloc, cap * sizeof(int64_t))
-    ATH_REALLOC(esrc, cap * sizeof(int64_t))
-    ATH_REALLOC(esrc_tmp, cap * sizeof(int64_t))
-    ATH_REALLOC(keys, cap * sizeof(skey))
-    ATH_REALLOC(keys_tmp, cap * sizeof(skey))
-    if (e->cfg.background == ATH_BACKGROUND_VACUUM) {
-        ATH_REALLOC(cur, cap * d * sizeof(ath_cf32))
-    }
-    ATH_REALLOC(newst, cap * d * sizeof(ath_cf32))
-    ATH_REALLOC(norms, cap * sizeof(double))
-#undef ATH_REALLOC
+    sfree(e->ttable, e->tcap * sizeof(tslot));
+    e->ttable = NULL;
+    e->tcap = 0;
+    sfree(e->tcells, e->tcells_cap * TILE * TILE * sizeof(int32_t));
+    e->tcells = NULL;
+    e->tcells_cap = 0;
+    sfree(e->tcoord, e->tcoord_cap * sizeof(ath_coord));
+    e->tcoord = NULL;
+    e->tcoord_cap = 0;
+    sfree(e->ecoords, e->ecap * sizeof(ath_coord));
+    sfree(e->esrc, e->ecap * sizeof(int64_t));
+    sfree(e->keep, e->ecap * sizeof(uint8_t));
+    sfree(e->newst, e->ecap * d * sizeof(ath_cf32));
+    sfree(e->cur, e->ecap * d * sizeof(ath_cf32));
+    e->ecoords = NULL;
+    e->esrc = NULL;
+    e->keep = NULL;
+    e->newst = NULL;
+    e->cur = NULL;
+    e->ecap = 0;
+    sfree(e->in_buf, e->in_floats * sizeof(float));
+    sfree(e->out_buf, e->in_floats * sizeof(float));
+    e->in_buf = NULL;
+    e->out_buf = NULL;
+    e->in_floats = 0;
+    sfree(e->tin_buf, e->tbuf_floats * sizeof(float));
+    sfree(e->tout_buf, e->tbuf_floats * sizeof(float));
+    e->tin_buf = NULL;
+    e->tout_buf = NULL;
+    e->tbuf_floats = 0;
+}
+
+/* The per-E arrays for exactly n cells. */
+static ath_status e_alloc(ath_engine *e, size_t n, ath_error *err) {
+    const size_t d = (size_t)e->cfg.d_state, cap = n > 0 ? n : 1;
     e->ecap = cap;
+    e->ecoords = (ath_coord *)salloc(cap * sizeof(ath_coord));
+    e->esrc = (int64_t *)salloc(cap * sizeof(int64_t));
+    e->keep = (uint8_t *)salloc(cap * sizeof(uint8_t));
+    e->newst = (ath_cf32 *)salloc(cap * d * sizeof(ath_cf32));
+    if (e->cfg.background == ATH_BACKGROUND_VACUUM) e->cur = (ath_cf32 *)salloc(cap * d * sizeof(ath_cf32));
+    if (e->ecoords == NULL || e->esrc == NULL || e->keep == NULL || e->newst == NULL ||
+        (e->cfg.background == ATH_BACKGROUND_VACUUM && e->cur == NULL))
+        return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu cells)", cap);
     return ATH_OK;
 }
 
-/* Step 1: E = matter dilated by r in-plane, through the extent (insertion order). */
+/* Step 1: E = matter dilated by r in-plane, through the extent, marked in
+ * the tile index (tcells: -2 in E, >= 0 in E and matter cell i).  *n_out = |E|. */
 static ath_status build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) {
     const size_t nm = ath_cellmap_size(e->matter);
     const ath_coord *mc = ath_cellmap_coords(e->matter);
@@ -553,20 +626,11 @@ static ath_status build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) {
     ath_status st;
 
     /* ~ nm / 8 tiles for a compact blob, up to ~ 2.25 nm when scattered; the table grows */
-    while (want < nm / 2) want *= 2;
-    if (e->tcap < want) {
-        free(e->ttable);
-        e->ttable = NULL;
-        e->tcap = 0;
-        st = tile_table_resize(e, want, err);
-        if (st != ATH_OK) return st;
-    } else {
-        for (i = 0; i < e->tcap; i++) e->ttable[i].x = EMPTY_X;
-    }
+    while (want < nm / 4) want *= 2;
+    st = tile_table_resize(e, want, err);
+    if (st != ATH_OK) return st;
     e->ntiles = 0;
     w->valid = 0;
-    st = e_reserve(e, nm + 16, err);
-    if (st != ATH_OK) return st;
 
     for (i = 0; i < nm; i++) {
         const ath_coord m = mc[i];
@@ -591,20 +655,13 @@ static ath_status build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) {
                     if (slot != NULL) *slot = t;
                 }
                 cell = &e->tcells[t * TILE * TILE + tile_local(c)];
-                if (*cell < 0) {
+                if (*cell == -1) {
                     if (n >= (size_t)INT32_MAX)
                         return ath_error_set(err, ATH_ERR_NOMEM, "engine: more than 2**31 cells to evaluate");
-                    if (n + 1 > e->ecap) {
-                        st = e_reserve(e, n + 1, err);
-                        if (st != ATH_OK) return st;
-                    }
-                    *cell = (int32_t)n;
-                    e->ecoords[n] = c;
-                    e->eloc[n] = t * TILE * TILE + tile_local(c);
-                    e->esrc[n] = -1;
+                    *cell = -2;
                     n++;
                 }
-                if (dx == 0 && dy == 0) e->esrc[*cell] = (int64_t)i;
+                if (dx == 0 && dy == 0) *cell = (int32_t)i;
             }
         }
     }
@@ -638,74 +695,172 @@ static void merge_sort_keys(const ath_engine *e, skey *a, skey *tmp, size_t n) {
     if (src != a) memcpy(a, src, n * sizeof *a);
 }
 
-/* Step 2: Morton order (LSD radix sort on the key; cells with equal keys, i.e.
- * differing only beyond the key's 21 bits, in ath_coord_compare_morton order),
- * then point the tiles at the sorted positions. */
-static void sort_eval_set(ath_engine *e, size_t n) {
-    size_t i;
-    ptrdiff_t si, sn = (ptrdiff_t)n;
+/* LSD radix sort of a[0, n) by key (stable); returns the array holding the result (a or tmp). */
+static skey *radix_sort_keys(skey *a, skey *tmp, size_t n) {
     int pass;
-    if (n == 0) return;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 4096)
-#endif
-    for (si = 0; si < sn; si++) {
-        e->keys[si].key = ath_coord_morton(e->ecoords[si]);
-        e->keys[si].idx = (uint64_t)si;
-    }
+    size_t i;
+    if (n == 0) return a;
     for (pass = 0; pass < 8; pass++) {
         const int shift = pass * 8;
         size_t count[256], pos = 0;
-        skey *tmp;
+        skey *t;
         memset(count, 0, sizeof count);
-        for (i = 0; i < n; i++) count[(e->keys[i].key >> shift) & 0xFF]++;
-        if (count[(e->keys[0].key >> shift) & 0xFF] == n) continue; /* byte constant */
+        for (i = 0; i < n; i++) count[(a[i].key >> shift) & 0xFF]++;
+        if (count[(a[0].key >> shift) & 0xFF] == n) continue; /* byte constant */
         for (i = 0; i < 256; i++) {
             const size_t c = count[i];
             count[i] = pos;
             pos += c;
         }
-        for (i = 0; i < n; i++) e->keys_tmp[count[(e->keys[i].key >> shift) & 0xFF]++] = e->keys[i];
-        tmp = e->keys;
-        e->keys = e->keys_tmp;
-        e->keys_tmp = tmp;
+        for (i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 0xFF]++] = a[i];
+        t = a;
+        a = tmp;
+        tmp = t;
     }
-    for (i = 0; i + 1 < n;) {
-        size_t j = i + 1;
-        while (j < n && e->keys[j].key == e->keys[i].key) j++;
-        if (j - i > 1) merge_sort_keys(e, e->keys + i, e->keys_tmp, j - i);
-        i = j;
-    }
-    /* permute; each cell owns one tile entry, so the writes are disjoint */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 4096)
-#endif
-    for (si = 0; si < sn; si++) {
-        const size_t from = (size_t)e->keys[si].idx;
-        e->ecoords_tmp[si] = e->ecoords[from];
-        e->esrc_tmp[si] = e->esrc[from];
-        e->tcells[e->eloc[from]] = (int32_t)si;
-    }
-    {
-        ath_coord *t = e->ecoords;
-        int64_t *s = e->esrc;
-        e->ecoords = e->ecoords_tmp;
-        e->ecoords_tmp = t;
-        e->esrc = e->esrc_tmp;
-        e->esrc_tmp = s;
-    }
+    return a;
 }
 
-static ath_status scratch_reserve(ath_engine *e, int nthreads, int patches, ath_error *err) {
-    const size_t d = (size_t)e->cfg.d_state;
-    const size_t per = (size_t)(e->batch * e->channels * e->cfg.patch * e->cfg.patch);
-    if (patches && e->in_buf == NULL) {
-        e->in_buf = (float *)malloc(per * sizeof(float));
-        if (e->in_buf == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+/* Full Morton sort of E (used when the tile order does not give it: tiles
+ * sharing a 4x4x4 Morton cube, i.e. several planes, or keys that tie beyond
+ * their 21 bits).  eloc[i]: tcells entry of cell i. */
+static ath_status sort_cells(ath_engine *e, size_t n, const int64_t *eloc, ath_error *err) {
+    skey *keys = (skey *)salloc(n * sizeof(skey)), *tmp = (skey *)salloc(n * sizeof(skey)), *k;
+    ath_coord *ct = (ath_coord *)salloc(n * sizeof(ath_coord));
+    int64_t *st = (int64_t *)salloc(n * sizeof(int64_t));
+    ath_status rc = ATH_OK;
+    size_t i;
+    if (keys == NULL || tmp == NULL || ct == NULL || st == NULL) {
+        rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (sort of %zu cells)", n);
+        goto out;
     }
-    if (patches && e->out_buf == NULL) {
-        e->out_buf = (float *)malloc(per * sizeof(float));
-        if (e->out_buf == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+    for (i = 0; i < n; i++) {
+        keys[i].key = ath_coord_morton(e->ecoords[i]);
+        keys[i].idx = (uint64_t)i;
+    }
+    k = radix_sort_keys(keys, tmp, n);
+    {
+        skey *other = k == keys ? tmp : keys;
+        for (i = 0; i + 1 < n;) {
+            size_t j = i + 1;
+            while (j < n && k[j].key == k[i].key) j++;
+            if (j - i > 1) merge_sort_keys(e, k + i, other, j - i);
+            i = j;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const size_t from = (size_t)k[i].idx;
+        ct[i] = e->ecoords[from];
+        st[i] = e->esrc[from];
+        e->tcells[eloc[from]] = (int32_t)i;
+    }
+    memcpy(e->ecoords, ct, n * sizeof(ath_coord));
+    memcpy(e->esrc, st, n * sizeof(int64_t));
+out:
+    sfree(keys, n * sizeof(skey));
+    sfree(tmp, n * sizeof(skey));
+    sfree(ct, n * sizeof(ath_coord));
+    sfree(st, n * sizeof(int64_t));
+    return rc;
+}
+
+/* Step 2: E in Morton order (ties in ath_coord_compare_morton order); the
+ * tiles then map a coordinate to its position in E.  The 4 x 4 tiles are
+ * sorted by the Morton key of their origin; when no two tiles share a
+ * 4x4x4 Morton cube (always so in one plane) that is the cells' order, each
+ * tile's cells in 2-D Morton order inside it, so no per-cell sort is needed. */
+static ath_status order_eval_set(ath_engine *e, size_t n, ath_error *err) {
+    const size_t nt = e->ntiles;
+    skey *keys, *tmp, *k;
+    int64_t *eloc = NULL;
+    size_t j, *start = NULL;
+    ptrdiff_t sj, snt = (ptrdiff_t)nt;
+    int full = 0;
+    ath_status rc = ATH_OK;
+    if (nt == 0) return ATH_OK;
+    keys = (skey *)salloc(nt * sizeof(skey));
+    tmp = (skey *)salloc(nt * sizeof(skey));
+    if (keys == NULL || tmp == NULL) {
+        rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile sort)");
+        goto out;
+    }
+    for (j = 0; j < nt; j++) {
+        const ath_coord tc = e->tcoord[j];
+        keys[j].key = ath_coord_morton(ath_coord_make(tc.x * TILE, tc.y * TILE, tc.z));
+        keys[j].idx = (uint64_t)j;
+    }
+    k = radix_sort_keys(keys, tmp, nt);
+    for (j = 1; j < nt; j++)
+        if ((k[j].key >> 6) == (k[j - 1].key >> 6)) full = 1;
+    if (full) {
+        eloc = (int64_t *)salloc(n * sizeof(int64_t));
+        if (eloc == NULL) {
+            rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (sort of %zu cells)", n);
+            goto out;
+        }
+    }
+    start = (size_t *)salloc((nt + 1) * sizeof(size_t));
+    if (start == NULL) {
+        rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile sort)");
+        goto out;
+    }
+    /* cells per tile, their first position in E, then each tile fills its own range */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (nt > 1024)
+#endif
+    for (sj = 0; sj < snt; sj++) {
+        const int32_t *cells = e->tcells + (size_t)k[sj].idx * TILE * TILE;
+        size_t c = 0;
+        int l;
+        for (l = 0; l < TILE * TILE; l++) c += cells[l] != -1;
+        start[sj + 1] = c;
+    }
+    start[0] = 0;
+    for (j = 0; j < nt; j++) start[j + 1] += start[j];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (nt > 1024)
+#endif
+    for (sj = 0; sj < snt; sj++) {
+        const size_t t = (size_t)k[sj].idx;
+        const ath_coord tc = e->tcoord[t];
+        int32_t *cells = e->tcells + t * TILE * TILE;
+        size_t pos = start[sj];
+        int m;
+        for (m = 0; m < TILE * TILE; m++) {
+            /* 2-D Morton order inside the tile: m = x0 | y0 << 1 | x1 << 2 | y1 << 3 */
+            const int lx = (m & 1) | ((m >> 1) & 2), ly = ((m >> 1) & 1) | ((m >> 2) & 2);
+            const int l = ly * TILE + lx;
+            const int32_t v = cells[l];
+            if (v == -1) continue;
+            e->ecoords[pos] = ath_coord_make(tc.x * TILE + lx, tc.y * TILE + ly, tc.z);
+            e->esrc[pos] = v >= 0 ? (int64_t)v : -1;
+            if (eloc != NULL) eloc[pos] = (int64_t)(t * TILE * TILE + (size_t)l);
+            cells[l] = (int32_t)pos;
+            pos++;
+        }
+    }
+    if (full) rc = sort_cells(e, n, eloc, err);
+out:
+    sfree(keys, nt * sizeof(skey));
+    sfree(tmp, nt * sizeof(skey));
+    sfree(eloc, n * sizeof(int64_t));
+    sfree(start, (nt + 1) * sizeof(size_t));
+    return rc;
+}
+
+static ath_status scratch_reserve(ath_engine *e, int nthreads, int patches, size_t n, ath_error *err) {
+    const size_t d = (size_t)e->cfg.d_state;
+    const size_t items = n < (size_t)e->batch ? (n > 0 ? n : 1) : (size_t)e->batch;
+    const size_t per = items * (size_t)(e->channels * e->cfg.patch * e->cfg.patch);
+    if (patches && e->in_buf == NULL) {
+        e->in_buf = (float *)salloc(per * sizeof(float));
+        e->out_buf = (float *)salloc(per * sizeof(float));
+        if (e->in_buf == NULL || e->out_buf == NULL) {
+            sfree(e->in_buf, per * sizeof(float));
+            sfree(e->out_buf, per * sizeof(float));
+            e->in_buf = e->out_buf = NULL;
+            return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
+        }
+        e->in_floats = per;
     }
     if ((size_t)nthreads > e->nscratch) {
         ath_cf32 *s = (ath_cf32 *)realloc(e->bg_scratch, (size_t)nthreads * d * sizeof(ath_cf32));
@@ -785,8 +940,8 @@ static int update_item(ath_engine *e, ath_out_layout layout, size_t s0, int64_t 
     }
     for (k = 0; k < d; k++)
         if (!isfinite(re[k * stride]) || !isfinite(im[k * stride])) bad = 1;
-    e->norms[ei] = ath_step_rule(cur_of(e, (int64_t)ei), re, im, stride, d, e->cfg.gamma_decay,
-                                 e->cfg.unitary, e->newst + ei * (size_t)d);
+    e->keep[ei] = ath_step_rule(cur_of(e, (int64_t)ei), re, im, stride, d, e->cfg.gamma_decay,
+                                e->cfg.unitary, e->newst + ei * (size_t)d) > e->cfg.threshold;
     return bad;
 }
 
@@ -948,8 +1103,8 @@ static int tile_update(ath_engine *e, size_t blk, int64_t b, int64_t h) {
             im = re + d * SS;
             for (k = 0; k < d; k++)
                 if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
-            e->norms[idx] = ath_step_rule(cur_of(e, idx), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
-                                          e->cfg.unitary, e->newst + idx * d);
+            e->keep[idx] = ath_step_rule(cur_of(e, idx), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
+                                         e->cfg.unitary, e->newst + idx * d) > e->cfg.threshold;
         }
     }
     return bad;
@@ -968,13 +1123,18 @@ static ath_status step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *p
     if ((size_t)tb > nb) tb = (int64_t)(nb > 0 ? nb : 1);
     if ((size_t)(tb * per_item) > e->tbuf_floats) {
         const size_t need = (size_t)(tb * per_item);
-        float *a = (float *)realloc(e->tin_buf, need * sizeof(float)), *bb;
-        if (a == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
-        e->tin_buf = a;
-        bb = (float *)realloc(e->tout_buf, need * sizeof(float));
-        if (bb == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
-        e->tout_buf = bb;
+        sfree(e->tin_buf, e->tbuf_floats * sizeof(float));
+        sfree(e->tout_buf, e->tbuf_floats * sizeof(float));
+        e->tin_buf = (float *)salloc(need * sizeof(float));
+        e->tout_buf = (float *)salloc(need * sizeof(float));
         e->tbuf_floats = need;
+        if (e->tin_buf == NULL || e->tout_buf == NULL) {
+            sfree(e->tin_buf, need * sizeof(float));
+            sfree(e->tout_buf, need * sizeof(float));
+            e->tin_buf = e->tout_buf = NULL;
+            e->tbuf_floats = 0;
+            return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
+        }
     }
     *per_call = tb;
     for (b0 = 0; b0 < nb; b0 += (size_t)tb) {
@@ -1016,26 +1176,25 @@ static ath_status step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *p
     return ATH_OK;
 }
 
-ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err) {
-    const int64_t d = e != NULL ? e->cfg.d_state : 0;
+static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *err) {
+    const int64_t d = e->cfg.d_state;
     size_t n = 0, s0, kept, i;
     ptrdiff_t si, sn;
     int nthreads = 1, use_tiles;
     int64_t calls = 0, per_call = 0;
     ath_status st;
 
-    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
-    if (e->model == NULL) return ath_error_set(err, ATH_ERR_NO_MODEL, "no model set (set_model / load_model)");
     use_tiles = ath_engine_uses_tiles(e);
     per_call = e->batch;
 #ifdef _OPENMP
     nthreads = omp_get_max_threads();
     if (nthreads < 1) nthreads = 1;
 #endif
-    st = scratch_reserve(e, nthreads, !use_tiles, err);
-    if (st == ATH_OK) st = build_eval_set(e, &n, err);
+    st = build_eval_set(e, &n, err);
+    if (st == ATH_OK) st = scratch_reserve(e, nthreads, !use_tiles, n, err);
+    if (st == ATH_OK) st = e_alloc(e, n, err);
+    if (st == ATH_OK) st = order_eval_set(e, n, err);
     if (st != ATH_OK) return st;
-    sort_eval_set(e, n);
     sn = (ptrdiff_t)n;
 
     /* 3: the current field on E (matter, else background), once per cell;
@@ -1093,7 +1252,7 @@ ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err)
         const size_t nm = ath_cellmap_size(e->matter);
         int same = 1;
         for (i = 0; i < n; i++) {
-            if (e->norms[i] > e->cfg.threshold) {
+            if (e->keep[i]) {
                 if (e->esrc[i] != (int64_t)kept) same = 0;
                 kept++;
             }
@@ -1104,14 +1263,14 @@ ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err)
 #pragma omp parallel for schedule(static) if (n > 4096)
 #endif
             for (si = 0; si < (ptrdiff_t)n; si++)
-                if (e->norms[si] > e->cfg.threshold)
+                if (e->keep[si])
                     memcpy(ms + e->esrc[si] * d, e->newst + si * d, (size_t)d * sizeof(ath_cf32));
             goto done;
         }
     }
     kept = 0;
     for (i = 0; i < n; i++) {
-        if (e->norms[i] > e->cfg.threshold) {
+        if (e->keep[i]) {
             if (kept != i) {
                 e->ecoords[kept] = e->ecoords[i];
                 memcpy(e->newst + kept * (size_t)d, e->newst + i * (size_t)d,
@@ -1137,6 +1296,15 @@ done:
     e->stats.batch = per_call;
     if (matter_count != NULL) *matter_count = (int64_t)kept;
     return ATH_OK;
+}
+
+ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err) {
+    ath_status st;
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (e->model == NULL) return ath_error_set(err, ATH_ERR_NO_MODEL, "no model set (set_model / load_model)");
+    st = step_inner(e, matter_count, err);
+    step_release(e);
+    return st;
 }
 
 /* ------------------------------------------------------------ matter I/O */
