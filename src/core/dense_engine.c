@@ -29,6 +29,8 @@ struct ath_dense_engine {
     int64_t step;
     float *in_buf, *out_buf;
     size_t buf_floats; /* capacity of in_buf / out_buf */
+    double *row_denoms; /* one row of per-cell denominators per thread */
+    size_t row_denoms_n;
 };
 
 /* Bound on H*W*d complex values and on the model's (padded) input size. */
@@ -115,7 +117,58 @@ void ath_dense_destroy(ath_dense_engine *e) {
     free(e->next);
     free(e->in_buf);
     free(e->out_buf);
+    free(e->row_denoms);
     free(e);
+}
+
+/* ath_step_rule (engine.c) over one row of w cells whose update is channel-planar
+ * (dre[k*plane + x], dim[k*plane + x]).  Each cell gets exactly the arithmetic of
+ * ath_step_rule, in the same order, so the results are bit-identical to it; but the
+ * loops run channel by channel along the row, which vectorises and avoids walking
+ * 2*d power-of-two-strided planes per cell (those map to the same cache sets and
+ * made the per-cell walk ~10x slower).  Returns 1 if an update value is not finite. */
+static int dense_rule_row(const ath_cf32 *psi, const float *dre, const float *dim, ptrdiff_t plane,
+                          int64_t w, int64_t d, double gamma, int unitary, ath_cf32 *out,
+                          double *denom) {
+    int64_t x, k;
+    int bad = 0;
+    for (x = 0; x < w; x++) denom[x] = 0.0;
+    for (k = 0; k < d; k++) {
+        const float *r = dre + k * plane, *i = dim + k * plane;
+        for (x = 0; x < w; x++) {
+            const double pr = psi[x * d + k].re, pi = psi[x * d + k].im;
+            double dr = r[x], di = i[x], nr, ni;
+            bad |= !isfinite(r[x]) | !isfinite(i[x]);
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            nr = pr + dr;
+            ni = pi + di;
+            denom[x] += nr * nr + ni * ni;
+        }
+    }
+    for (x = 0; x < w; x++) denom[x] = sqrt(denom[x]) + 1e-9;
+    for (k = 0; k < d; k++) {
+        const float *r = dre + k * plane, *i = dim + k * plane;
+        for (x = 0; x < w; x++) {
+            const double pr = psi[x * d + k].re, pi = psi[x * d + k].im;
+            double dr = r[x], di = i[x];
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            out[x * d + k].re = (float)((pr + dr) / denom[x]);
+            out[x * d + k].im = (float)((pi + di) / denom[x]);
+        }
+    }
+    return bad;
 }
 
 const ath_dense_config *ath_dense_get_config(const ath_dense_engine *e) { return e ? &e->cfg : NULL; }
@@ -193,7 +246,8 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
         e->buf_floats = need;
     }
 
-    /* field [y][x][k] -> input [1][2d][hp][hp] (circular padding by R) */
+    /* field [y][x][k] -> input [1][2d][hp][hp] (circular padding by R), channel by
+     * channel along each row so that writes stream through one plane at a time */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
@@ -203,17 +257,16 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
             sy %= g;
             if (sy < 0) sy += g;
         }
-        for (x = 0; x < hp; x++) {
-            int64_t sx = x - R;
-            const ath_cf32 *src;
-            if (R > 0) {
-                sx %= g;
-                if (sx < 0) sx += g;
-            }
-            src = e->field + (sy * g + sx) * d;
-            for (k = 0; k < d; k++) {
-                e->in_buf[k * plane + y * hp + x] = src[k].re;
-                e->in_buf[(d + k) * plane + y * hp + x] = src[k].im;
+        for (k = 0; k < d; k++) {
+            float *dst_re = e->in_buf + k * plane + y * hp, *dst_im = dst_re + d * plane;
+            for (x = 0; x < hp; x++) {
+                int64_t sx = x - R;
+                if (R > 0) {
+                    sx %= g;
+                    if (sx < 0) sx += g;
+                }
+                dst_re[x] = e->field[(sy * g + sx) * d + k].re;
+                dst_im[x] = e->field[(sy * g + sx) * d + k].im;
             }
         }
     }
@@ -227,18 +280,33 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
         return st;
     }
 
+    {
+        int nthreads = 1;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) reduction(| : bad)
+        nthreads = omp_get_max_threads();
 #endif
-    for (y = 0; y < g; y++) {
-        int64_t x, k;
-        for (x = 0; x < g; x++) {
-            const float *re = e->out_buf + (y + R) * hp + (x + R);
-            const float *im = re + d * plane;
-            for (k = 0; k < d; k++)
-                if (!isfinite(re[k * plane]) || !isfinite(im[k * plane])) bad = 1;
-            ath_step_rule(e->field + (y * g + x) * d, re, im, (ptrdiff_t)plane, d, e->cfg.gamma_decay,
-                          e->cfg.unitary, e->next + (y * g + x) * d);
+        if ((size_t)(nthreads * g) > e->row_denoms_n) {
+            double *rows = (double *)malloc((size_t)(nthreads * g) * sizeof(double));
+            if (rows == NULL) {
+                if (m->ops->discard_memory != NULL) m->ops->discard_memory(m->ctx);
+                return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the update");
+            }
+            free(e->row_denoms);
+            e->row_denoms = rows;
+            e->row_denoms_n = (size_t)(nthreads * g);
+        }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(| : bad) num_threads(nthreads)
+#endif
+        for (y = 0; y < g; y++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            bad |= dense_rule_row(e->field + y * g * d, e->out_buf + (y + R) * hp + R,
+                                  e->out_buf + d * plane + (y + R) * hp + R, (ptrdiff_t)plane, g, d,
+                                  e->cfg.gamma_decay, e->cfg.unitary, e->next + y * g * d,
+                                  e->row_denoms + (size_t)tid * (size_t)g);
         }
     }
     if (bad) {
