@@ -9,7 +9,8 @@ complex64 tensor of shape ``(1, H, W, d_state)`` indexed ``[0, y, x, k]``
 (row = y, H = W = grid_size).  The model sees ``(1, 2·d_state, H, W)`` float32,
 channels ``[Re ψ_0..Re ψ_{d-1}, Im ψ_0..Im ψ_{d-1}]``.
 
-One step (§3.3), all in float32::
+One step (§3.3); the model runs in float32, the update rule in float64 with one
+rounding to float32 at the end, exactly like the C engines' ``ath_step_rule``::
 
     x = cat(Re ψ, Im ψ)  -> (1, 2d, H, W)
     δ = model(x)                  (memory models: δ, h, c = model(x, h, c))
@@ -124,7 +125,8 @@ def engine_rule(x: torch.Tensor, delta: torch.Tensor, *, unitary: bool = False,
         gamma_decay: δ ← δ − γ·ψ.
 
     Returns:
-        float32 (B, 2d, H, W): ψ' = (ψ + δ) / (‖ψ + δ‖₂ over the d channels + 1e-9).
+        (B, 2d, H, W) in x's dtype: ψ' = (ψ + δ) / (‖ψ + δ‖₂ over the d channels + 1e-9),
+        computed in float64.
 
     Training through this function optimises exactly what the engines will run.
     """
@@ -132,6 +134,10 @@ def engine_rule(x: torch.Tensor, delta: torch.Tensor, *, unitary: bool = False,
         raise ValueError(f"x and delta must be equal (B, 2d, H, W) shapes, got {tuple(x.shape)} "
                          f"and {tuple(delta.shape)}")
     d = x.shape[1] // 2
+    out_dtype = x.dtype
+    # float64 like the C engines (ath_step_rule): one rounding to float32 at the end, so
+    # the reference and native trajectories do not drift apart by rule rounding alone.
+    x, delta = x.double(), delta.double()
     p_re, p_im = x[:, :d], x[:, d:]
     d_re, d_im = delta[:, :d], delta[:, d:]
     if unitary:
@@ -143,7 +149,7 @@ def engine_rule(x: torch.Tensor, delta: torch.Tensor, *, unitary: bool = False,
     n_re = p_re + d_re
     n_im = p_im + d_im
     denom = torch.sqrt(torch.sum(n_re * n_re + n_im * n_im, dim=1, keepdim=True)) + _NORM_EPS
-    return torch.cat([n_re / denom, n_im / denom], dim=1)
+    return torch.cat([n_re / denom, n_im / denom], dim=1).to(out_dtype)
 
 
 def psi_to_model_input(psi: torch.Tensor) -> torch.Tensor:
