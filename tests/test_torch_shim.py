@@ -553,10 +553,17 @@ def test_sparse_engine_with_shim_model_equals_python_callable(files):
     cap = ts.load_via_shim(files["conv_traced"])
     m = ref(files["conv_traced"])
 
-    def py_model(batch):
-        with torch.no_grad():
-            return m(torch.from_numpy(np.array(batch, dtype=np.float32))).numpy()
+    class PyModel:
+        # the capsule is evaluated on tiles clipped to the 'zero' window (exact at its edge,
+        # DESIGN 3.4); per-cell patches differ there, so the callable takes tiles too
+        accepts_tiles = True
+        receptive_radius = 2  # the traced conv net's (meta)
 
+        def __call__(self, batch):
+            with torch.no_grad():
+                return m(torch.from_numpy(np.array(batch, dtype=np.float32))).numpy()
+
+    py_model = PyModel()
     kw = dict(grid_size=16, background="zero", extent="zero", threshold=0.0, patch=5)
     a = _core.Engine(D_STATE, **kw)
     b = _core.Engine(D_STATE, **kw)

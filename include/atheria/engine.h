@@ -118,10 +118,13 @@ int ath_engine_in_window(const ath_engine *engine, ath_coord c);
  * Unknown properties (-1) are not reported. */
 #define ATH_INEXACT_NOT_ZERO_PRESERVING 1u
 #define ATH_INEXACT_RECEPTIVE_RADIUS 2u
-/*   ATH_INEXACT_WINDOW_EDGE          extent is 'zero' and model->receptive_radius > 1: near the
- *                                    window edge the model's intermediate layers see the field
- *                                    outside the window (computed from in-window cells), where a
- *                                    dense evaluation zero-pads every layer at the edge */
+/*   ATH_INEXACT_WINDOW_EDGE          extent is 'zero', model->receptive_radius > 1 and the engine
+ *                                    evaluates per-cell patches (not tiles): near the window edge
+ *                                    the model's intermediate layers see the field outside the
+ *                                    window (computed from in-window cells), where a dense
+ *                                    evaluation zero-pads every layer at the edge.  Tiles are
+ *                                    clipped to the window (exact); pass the engine's own model
+ *                                    (after set_model) for that to be taken into account. */
 #define ATH_INEXACT_WINDOW_EDGE 4u
 unsigned ath_engine_exactness(const ath_engine *engine, const ath_model *model, int zero_preserving);
 

@@ -93,6 +93,12 @@ typedef struct tile_window {
     int64_t t[(2 * TILE_WINDOW_MAX + 1) * (2 * TILE_WINDOW_MAX + 1)]; /* TILE_UNKNOWN, -1 absent, or tile */
 } tile_window;
 
+/* A tile block in evaluation order (step_tiles). */
+struct block_order {
+    int64_t key; /* -1: unclipped (S x S); else h * (S + 1) + w of the clipped region */
+    size_t blk;
+};
+
 struct ath_engine {
     ath_engine_config cfg;
     ath_vacuum vac;
@@ -136,6 +142,8 @@ struct ath_engine {
     size_t blocks_cap;
     float *tin_buf, *tout_buf;       /* tile batches */
     size_t tbuf_floats;
+    struct block_order *border;      /* blocks in evaluation order (clipped ones grouped by shape) */
+    size_t border_cap;
 };
 
 static void step_release(ath_engine *e);
@@ -289,6 +297,7 @@ void ath_engine_destroy(ath_engine *e) {
     free(e->bg_scratch);
     free(e->btable);
     free(e->blocks);
+    free(e->border);
     free(e);
 }
 
@@ -352,7 +361,8 @@ void ath_engine_get_memory(const ath_engine *e, ath_engine_memory *out) {
                     d * sizeof(ath_cf32) * (e->cur != NULL ? 2 : 1));
     s += 2 * e->in_floats * sizeof(float);
     s += e->nscratch * (d * sizeof(ath_cf32) + sizeof(tile_window)) + sizeof(tile_window) + d * sizeof(ath_cf32);
-    s += e->bcap * sizeof(tslot) + e->blocks_cap * sizeof(ath_coord) + 2 * e->tbuf_floats * sizeof(float);
+    s += e->bcap * sizeof(tslot) + e->blocks_cap * sizeof(ath_coord) + 2 * e->tbuf_floats * sizeof(float) +
+         e->border_cap * sizeof(struct block_order);
     out->scratch_bytes = s + sizeof *e;
 }
 
@@ -363,7 +373,10 @@ unsigned ath_engine_exactness(const ath_engine *e, const ath_model *model, int z
         flags |= ATH_INEXACT_NOT_ZERO_PRESERVING;
     if (model->receptive_radius >= 0 && model->receptive_radius > e->radius)
         flags |= ATH_INEXACT_RECEPTIVE_RADIUS;
-    if (e->cfg.extent == ATH_EXTENT_ZERO && model->receptive_radius > 1)
+    /* on tiles, each tile's input is clipped to the window, so the model's own
+     * per-layer zero padding falls on the window edge (exact); patches are not */
+    if (e->cfg.extent == ATH_EXTENT_ZERO && model->receptive_radius > 1 &&
+        !(e->model == model && ath_engine_uses_tiles(e)))
         flags |= ATH_INEXACT_WINDOW_EDGE;
     return flags;
 }
@@ -1052,16 +1065,48 @@ static inline int64_t e_find_cached(const ath_engine *e, ath_coord c, int64_t *c
     return *ct < 0 ? -1 : e->tcells[*ct * TILE * TILE + tile_local(c)];
 }
 
-/* Item b of tin_buf: block blk with a halo of h cells. */
-static void tile_gather(const ath_engine *e, size_t blk, int64_t b, int64_t h, ath_cf32 *scratch) {
-    const int64_t d = e->cfg.d_state, S = BT + 2 * h, SS = S * S;
+/* A block's model input region: [x0, x0 + w) x [y0, y0 + h) in plane z.  With a
+ * 'zero' extent it is clipped to the window, so the model's own zero padding at
+ * every layer falls on the window edge, as in a dense evaluation (DESIGN 3.4). */
+typedef struct tile_box {
+    int64_t x0, y0, w, h;
+} tile_box;
+
+static tile_box block_box(const ath_engine *e, size_t blk, int64_t h) {
     const ath_coord bc = e->blocks[blk];
-    float *base = e->tin_buf + b * e->channels * SS;
+    tile_box b;
+    b.x0 = bc.x * BT - h;
+    b.y0 = bc.y * BT - h;
+    b.w = BT + 2 * h;
+    b.h = BT + 2 * h;
+    if (e->cfg.extent == ATH_EXTENT_ZERO) {
+        const int64_t g = e->cfg.grid_size;
+        int64_t x1 = b.x0 + b.w, y1 = b.y0 + b.h;
+        if (b.x0 < 0) b.x0 = 0;
+        if (b.y0 < 0) b.y0 = 0;
+        if (x1 > g) x1 = g;
+        if (y1 > g) y1 = g;
+        b.w = x1 - b.x0;
+        b.h = y1 - b.y0;
+    }
+    return b;
+}
+
+static int block_order_cmp(const void *a, const void *b) {
+    const struct block_order *p = (const struct block_order *)a, *q = (const struct block_order *)b;
+    if (p->key != q->key) return p->key < q->key ? -1 : 1;
+    return p->blk < q->blk ? -1 : (p->blk > q->blk ? 1 : 0);
+}
+
+/* Item base of tin_buf: the input region bx of block blk. */
+static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box bx, ath_cf32 *scratch) {
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
+    const int64_t z = e->blocks[blk].z;
     int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
-    for (iy = 0; iy < S; iy++) {
-        for (ix = 0; ix < S; ix++) {
-            ath_coord c = ath_coord_make(bc.x * BT - h + ix, bc.y * BT - h + iy, bc.z);
-            const int64_t px = iy * S + ix;
+    for (iy = 0; iy < bx.h; iy++) {
+        for (ix = 0; ix < W; ix++) {
+            ath_coord c = ath_coord_make(bx.x0 + ix, bx.y0 + iy, z);
+            const int64_t px = iy * W + ix;
             const ath_cf32 *v;
             int64_t idx;
             if (!map_extent(e, &c)) {
@@ -1086,36 +1131,89 @@ static void tile_gather(const ath_engine *e, size_t blk, int64_t b, int64_t h, a
     }
 }
 
-/* The rule for the cells of E in block blk from item b of tout_buf; 1 if non-finite output. */
-static int tile_update(ath_engine *e, size_t blk, int64_t b, int64_t h) {
-    const int64_t d = e->cfg.d_state, S = BT + 2 * h, SS = S * S;
+/* The rule for the cells of E in block blk from the output item base (region bx);
+ * 1 if non-finite output.  Row by row (as dense_rule_row in dense_engine.c): the
+ * row's cells of E are collected, then each loop runs channel by channel over
+ * them, reading each channel plane contiguously; per cell the arithmetic and its
+ * order are those of ath_step_rule (bit-identical). */
+static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx) {
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
     const ath_coord bc = e->blocks[blk];
-    const float *base = e->tout_buf + b * e->channels * SS;
-    int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
+    const double gamma = e->cfg.gamma_decay;
+    const int unitary = e->cfg.unitary;
+    int64_t iy, ix, k, j, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
+    int64_t idxs[BT], xs[BT];
+    const ath_cf32 *psis[BT];
+    double acc[BT];
     int bad = 0;
     for (iy = 0; iy < BT; iy++) {
+        const float *rre, *rim;
+        int64_t n = 0;
         for (ix = 0; ix < BT; ix++) {
             const ath_coord c = ath_coord_make(bc.x * BT + ix, bc.y * BT + iy, bc.z);
             const int64_t idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
-            const float *re, *im;
             if (idx < 0) continue;
-            re = base + (iy + h) * S + (ix + h);
-            im = re + d * SS;
-            for (k = 0; k < d; k++)
-                if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
-            e->keep[idx] = ath_step_rule(cur_of(e, idx), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
-                                         e->cfg.unitary, e->newst + idx * d) > e->cfg.threshold;
+            idxs[n] = idx;
+            xs[n] = ix;
+            psis[n] = cur_of(e, idx);
+            acc[n] = 0.0;
+            n++;
+        }
+        if (n == 0) continue;
+        rre = base + (bc.y * BT + iy - bx.y0) * W + (bc.x * BT - bx.x0);
+        rim = rre + d * SS;
+        for (k = 0; k < d; k++) {
+            const float *r = rre + k * SS, *i = rim + k * SS;
+            for (j = 0; j < n; j++) {
+                const double pr = psis[j][k].re, pi = psis[j][k].im;
+                double dr = r[xs[j]], di = i[xs[j]], nr, ni;
+                bad |= !isfinite(r[xs[j]]) | !isfinite(i[xs[j]]);
+                if (unitary) {
+                    const double tr = dr * pr - di * pi;
+                    di = dr * pi + di * pr;
+                    dr = tr;
+                }
+                dr -= gamma * pr;
+                di -= gamma * pi;
+                nr = pr + dr;
+                ni = pi + di;
+                acc[j] += nr * nr + ni * ni;
+            }
+        }
+        for (j = 0; j < n; j++) {
+            const double nrm = sqrt(acc[j]);
+            e->keep[idxs[j]] = nrm > e->cfg.threshold;
+            acc[j] = nrm + 1e-9;
+        }
+        for (k = 0; k < d; k++) {
+            const float *r = rre + k * SS, *i = rim + k * SS;
+            for (j = 0; j < n; j++) {
+                const double pr = psis[j][k].re, pi = psis[j][k].im;
+                double dr = r[xs[j]], di = i[xs[j]];
+                ath_cf32 *o = e->newst + idxs[j] * d + k;
+                if (unitary) {
+                    const double tr = dr * pr - di * pi;
+                    di = dr * pi + di * pr;
+                    dr = tr;
+                }
+                dr -= gamma * pr;
+                di -= gamma * pi;
+                o->re = (float)((pr + dr) / acc[j]);
+                o->im = (float)((pi + di) / acc[j]);
+            }
         }
     }
     return bad;
 }
 
-/* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call. */
+/* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
+ * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
+ * to a 'zero' window then run grouped by their region's shape. */
 static ath_status step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
     const int64_t per_item = e->channels * S * S;
     int64_t tb = ATH_ENGINE_TILE_BATCH_FLOATS / per_item;
-    size_t nb = 0, b0;
+    size_t nb = 0, b0, i;
     ath_status st;
     if (tb < 1) tb = 1;
     st = build_blocks(e, n, &nb, err);
@@ -1136,12 +1234,27 @@ static ath_status step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *p
             return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
         }
     }
+    if (nb > 0) {
+        int sorted = 1;
+        st = grow((void **)&e->border, &e->border_cap, nb, sizeof(struct block_order), err);
+        if (st != ATH_OK) return st;
+        for (i = 0; i < nb; i++) {
+            const tile_box bx = block_box(e, i, h);
+            e->border[i].blk = i;
+            e->border[i].key = (bx.w == S && bx.h == S) ? -1 : bx.h * (S + 1) + bx.w;
+            if (i > 0 && e->border[i].key < e->border[i - 1].key) sorted = 0;
+        }
+        if (!sorted) qsort(e->border, nb, sizeof(struct block_order), block_order_cmp);
+    }
     *per_call = tb;
-    for (b0 = 0; b0 < nb; b0 += (size_t)tb) {
-        const int64_t cnt = (int64_t)(nb - b0 < (size_t)tb ? nb - b0 : (size_t)tb);
-        int64_t shape[4], b;
+    for (b0 = 0; b0 < nb;) {
+        const int64_t key = e->border[b0].key;
+        const tile_box bx0 = block_box(e, e->border[b0].blk, h);
+        const int64_t item = e->channels * bx0.w * bx0.h;
+        int64_t cnt = 1, shape[4], b;
         ath_out_layout layout;
         int bad = 0;
+        while (cnt < tb && b0 + (size_t)cnt < nb && e->border[b0 + (size_t)cnt].key == key) cnt++;
 #ifdef _OPENMP
 #pragma omp parallel if (cnt >= 32)
 #endif
@@ -1155,23 +1268,30 @@ static ath_status step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *p
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-            for (bi = 0; bi < cnt; bi++) tile_gather(e, b0 + (size_t)bi, bi, h, scratch);
+            for (bi = 0; bi < cnt; bi++) {
+                const size_t blk = e->border[b0 + (size_t)bi].blk;
+                tile_gather(e, blk, e->tin_buf + bi * item, block_box(e, blk, h), scratch);
+            }
         }
         shape[0] = cnt;
         shape[1] = e->channels;
-        shape[2] = S;
-        shape[3] = S;
+        shape[2] = bx0.h;
+        shape[3] = bx0.w;
         st = ath_model_forward(e->model, e->tin_buf, shape, e->tout_buf, 0, &layout, err);
         if (st != ATH_OK) return st;
         (*calls)++;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) reduction(| : bad) if (cnt >= 32)
 #endif
-        for (b = 0; b < cnt; b++) bad |= tile_update(e, b0 + (size_t)b, b, h);
+        for (b = 0; b < cnt; b++) {
+            const size_t blk = e->border[b0 + (size_t)b].blk;
+            bad |= tile_update(e, blk, e->tout_buf + b * item, block_box(e, blk, h));
+        }
         if (bad)
             return ath_error_set(err, ATH_ERR_NONFINITE,
                                  "model '%s' returned non-finite values (NaN or Inf); step not applied",
                                  e->model->ops->name ? e->model->ops->name : "?");
+        b0 += (size_t)cnt;
     }
     return ATH_OK;
 }

@@ -79,6 +79,7 @@ class Engine:
         self._states = np.zeros((0, self._d), dtype=np.complex64)
         self._step = 0
         self._model: Optional[ModelSpec] = None
+        self._clip_edge = False
         self._last_error = ""
 
     # ----------------------------------------------------------- attributes
@@ -170,6 +171,21 @@ class Engine:
             raise ValueError(f"model: expects {spec.channels} channels, the engine needs 2*d_state = {2 * self._d}")
         self._exactness_warnings(spec)
         self._model = spec
+        self._clip_edge = self._extent == "zero" and self._tiles_ok(spec)
+
+    def _tiles_ok(self, spec: ModelSpec) -> bool:
+        """As the C engine's tile path: built-in models and callables with accepts_tiles = True,
+        with a known receptive radius <= the patch radius.  Then a cell whose patch sticks out
+        of a 'zero' window gets the model run on its patch clipped to the window, so the
+        model's own per-layer zero padding falls on the window edge (the dense result)."""
+        if not (0 <= spec.receptive_radius <= self._r):
+            return False
+        if spec.kind in ("zero", "conv"):
+            return True
+        try:
+            return bool(getattr(spec.obj, "accepts_tiles", False))
+        except Exception:  # noqa: BLE001 - like the C side, an unreadable attribute means patches
+            return False
 
     def _exactness_warnings(self, spec: ModelSpec) -> None:
         """RuntimeWarnings for the checkable exactness conditions of DESIGN §3.4 (text as in C)."""
@@ -185,7 +201,7 @@ class Engine:
                           f"exceeds the patch radius {self._r}, so the sparse result is only an approximation "
                           f"of a dense evaluation; use patch >= {2 * spec.receptive_radius + 1} (DESIGN 3.4 (c))",
                           RuntimeWarning, stacklevel=3)
-        if self._extent == "zero" and spec.receptive_radius > 1:
+        if self._extent == "zero" and spec.receptive_radius > 1 and not self._tiles_ok(spec):
             warnings.warn(f"Engine(extent='zero'): the model's receptive radius {spec.receptive_radius} > 1, so near "
                           "the window edge the sparse result differs from a dense evaluation (the model's "
                           "intermediate layers are not zero-padded at the window edge) (DESIGN 3.4)",
@@ -236,6 +252,39 @@ class Engine:
             name = "python-callable" if spec.kind == "callable" else spec.kind
             raise ValueError(f"model '{name}' returned non-finite values (NaN or Inf); step not applied")
         return out
+
+    def _clip_at_edge(self, Ec: np.ndarray, batch: np.ndarray, delta: np.ndarray) -> int:
+        """Re-evaluates, in place in delta, the cells of Ec whose patch sticks out of the 'zero'
+        window: the model runs on the patch clipped to the window (grouped by clip), and the
+        value at the cell is taken.  Returns the number of model calls."""
+        spec = self._model
+        assert spec is not None
+        g, r, p = self._grid, self._r, self._patch
+        x, y = Ec[:, 0], Ec[:, 1]
+        clip = np.stack([np.maximum(r - x, 0), np.maximum(x + r - (g - 1), 0),
+                         np.maximum(r - y, 0), np.maximum(y + r - (g - 1), 0)], 1)
+        rows = np.flatnonzero(clip.any(1))
+        if len(rows) == 0:
+            return 0
+        keys, inv = np.unique(clip[rows], axis=0, return_inverse=True)
+        inv = inv.ravel()
+        calls = 0
+        for k, (left, right, top, bottom) in enumerate(keys.tolist()):
+            sel = rows[inv == k]
+            sub = np.ascontiguousarray(batch[sel][:, :, top: p - bottom, left: p - right])
+            if spec.kind == "zero":
+                out = np.zeros(sub.shape, dtype=np.float32)
+            elif spec.kind == "conv":
+                out = spec.obj.forward(sub)
+            else:
+                out = model_output(spec.obj(sub), sub.shape, allow_center=False)
+            calls += 1
+            val = np.ascontiguousarray(out[:, :, r - top, r - left], dtype=np.float32)
+            if not np.all(np.isfinite(val)):
+                name = "python-callable" if spec.kind == "callable" else spec.kind
+                raise ValueError(f"model '{name}' returned non-finite values (NaN or Inf); step not applied")
+            delta[sel] = val
+        return calls
 
     # ----------------------------------------------------------------- step
     def _evaluation_set(self, M: np.ndarray, codec: KeyCodec) -> np.ndarray:
@@ -306,6 +355,8 @@ class Engine:
                 np.concatenate([patches.real, patches.imag], axis=3).transpose(0, 3, 1, 2), dtype=np.float32)
             delta = self._run_model(batch)
             calls += 1
+            if self._clip_edge:
+                calls += self._clip_at_edge(Ec, batch, delta)
             new, n = apply_rule(psi_c, delta, unitary=self._unitary, gamma_decay=self._gamma)
             keep = n > self._threshold
             new_c.append(Ec[keep])
