@@ -1132,75 +1132,24 @@ static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box b
 }
 
 /* The rule for the cells of E in block blk from the output item base (region bx);
- * 1 if non-finite output.  Row by row (as dense_rule_row in dense_engine.c): the
- * row's cells of E are collected, then each loop runs channel by channel over
- * them, reading each channel plane contiguously; per cell the arithmetic and its
- * order are those of ath_step_rule (bit-identical). */
+ * 1 if non-finite output. */
 static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx) {
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
     const ath_coord bc = e->blocks[blk];
-    const double gamma = e->cfg.gamma_decay;
-    const int unitary = e->cfg.unitary;
-    int64_t iy, ix, k, j, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
-    int64_t idxs[BT], xs[BT];
-    const ath_cf32 *psis[BT];
-    double acc[BT];
+    int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
     int bad = 0;
     for (iy = 0; iy < BT; iy++) {
-        const float *rre, *rim;
-        int64_t n = 0;
         for (ix = 0; ix < BT; ix++) {
             const ath_coord c = ath_coord_make(bc.x * BT + ix, bc.y * BT + iy, bc.z);
             const int64_t idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
+            const float *re, *im;
             if (idx < 0) continue;
-            idxs[n] = idx;
-            xs[n] = ix;
-            psis[n] = cur_of(e, idx);
-            acc[n] = 0.0;
-            n++;
-        }
-        if (n == 0) continue;
-        rre = base + (bc.y * BT + iy - bx.y0) * W + (bc.x * BT - bx.x0);
-        rim = rre + d * SS;
-        for (k = 0; k < d; k++) {
-            const float *r = rre + k * SS, *i = rim + k * SS;
-            for (j = 0; j < n; j++) {
-                const double pr = psis[j][k].re, pi = psis[j][k].im;
-                double dr = r[xs[j]], di = i[xs[j]], nr, ni;
-                bad |= !isfinite(r[xs[j]]) | !isfinite(i[xs[j]]);
-                if (unitary) {
-                    const double tr = dr * pr - di * pi;
-                    di = dr * pi + di * pr;
-                    dr = tr;
-                }
-                dr -= gamma * pr;
-                di -= gamma * pi;
-                nr = pr + dr;
-                ni = pi + di;
-                acc[j] += nr * nr + ni * ni;
-            }
-        }
-        for (j = 0; j < n; j++) {
-            const double nrm = sqrt(acc[j]);
-            e->keep[idxs[j]] = nrm > e->cfg.threshold;
-            acc[j] = nrm + 1e-9;
-        }
-        for (k = 0; k < d; k++) {
-            const float *r = rre + k * SS, *i = rim + k * SS;
-            for (j = 0; j < n; j++) {
-                const double pr = psis[j][k].re, pi = psis[j][k].im;
-                double dr = r[xs[j]], di = i[xs[j]];
-                ath_cf32 *o = e->newst + idxs[j] * d + k;
-                if (unitary) {
-                    const double tr = dr * pr - di * pi;
-                    di = dr * pi + di * pr;
-                    dr = tr;
-                }
-                dr -= gamma * pr;
-                di -= gamma * pi;
-                o->re = (float)((pr + dr) / acc[j]);
-                o->im = (float)((pi + di) / acc[j]);
-            }
+            re = base + (c.y - bx.y0) * W + (c.x - bx.x0);
+            im = re + d * SS;
+            for (k = 0; k < d; k++)
+                if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
+            e->keep[idx] = ath_step_rule(cur_of(e, idx), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
+                                         e->cfg.unitary, e->newst + idx * d) > e->cfg.threshold;
         }
     }
     return bad;
