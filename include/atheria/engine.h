@@ -153,6 +153,15 @@ void ath_engine_get_memory(const ath_engine *engine, ath_engine_memory *out);
  * Returns n (the pre-normalisation norm).  out may alias psi. */
 double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
                      ptrdiff_t stride, int64_t d_state, double gamma, int unitary, ath_cf32 *out);
+/* The same rule for a row of w cells whose updates are channel-planar
+ * (delta_re[k*stride + x]); psi/out hold the w cells' states one after the other.
+ * Per cell the arithmetic and its order are those of ath_step_rule (bit-identical),
+ * but the loops run channel by channel along the row, which vectorises and avoids
+ * walking 2*d_state strided planes per cell.  norm[x] receives each cell's n.
+ * Returns 1 if an update value is not finite (out is then still written). */
+int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
+                      ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
+                      ath_cf32 *out, double *norm);
 
 #ifdef __cplusplus
 }

@@ -29,8 +29,8 @@ struct ath_dense_engine {
     int64_t step;
     float *in_buf, *out_buf;
     size_t buf_floats; /* capacity of in_buf / out_buf */
-    double *row_denoms; /* one row of per-cell denominators per thread */
-    size_t row_denoms_n;
+    double *row_norms; /* one row of per-cell norms per thread (ath_step_rule_row) */
+    size_t row_norms_n;
 };
 
 /* Bound on H*W*d complex values and on the model's (padded) input size. */
@@ -117,58 +117,8 @@ void ath_dense_destroy(ath_dense_engine *e) {
     free(e->next);
     free(e->in_buf);
     free(e->out_buf);
-    free(e->row_denoms);
+    free(e->row_norms);
     free(e);
-}
-
-/* ath_step_rule (engine.c) over one row of w cells whose update is channel-planar
- * (dre[k*plane + x], dim[k*plane + x]).  Each cell gets exactly the arithmetic of
- * ath_step_rule, in the same order, so the results are bit-identical to it; but the
- * loops run channel by channel along the row, which vectorises and avoids walking
- * 2*d power-of-two-strided planes per cell (those map to the same cache sets and
- * made the per-cell walk ~10x slower).  Returns 1 if an update value is not finite. */
-static int dense_rule_row(const ath_cf32 *psi, const float *dre, const float *dim, ptrdiff_t plane,
-                          int64_t w, int64_t d, double gamma, int unitary, ath_cf32 *out,
-                          double *denom) {
-    int64_t x, k;
-    int bad = 0;
-    for (x = 0; x < w; x++) denom[x] = 0.0;
-    for (k = 0; k < d; k++) {
-        const float *r = dre + k * plane, *i = dim + k * plane;
-        for (x = 0; x < w; x++) {
-            const double pr = psi[x * d + k].re, pi = psi[x * d + k].im;
-            double dr = r[x], di = i[x], nr, ni;
-            bad |= !isfinite(r[x]) | !isfinite(i[x]);
-            if (unitary) {
-                const double tr = dr * pr - di * pi;
-                di = dr * pi + di * pr;
-                dr = tr;
-            }
-            dr -= gamma * pr;
-            di -= gamma * pi;
-            nr = pr + dr;
-            ni = pi + di;
-            denom[x] += nr * nr + ni * ni;
-        }
-    }
-    for (x = 0; x < w; x++) denom[x] = sqrt(denom[x]) + 1e-9;
-    for (k = 0; k < d; k++) {
-        const float *r = dre + k * plane, *i = dim + k * plane;
-        for (x = 0; x < w; x++) {
-            const double pr = psi[x * d + k].re, pi = psi[x * d + k].im;
-            double dr = r[x], di = i[x];
-            if (unitary) {
-                const double tr = dr * pr - di * pi;
-                di = dr * pi + di * pr;
-                dr = tr;
-            }
-            dr -= gamma * pr;
-            di -= gamma * pi;
-            out[x * d + k].re = (float)((pr + dr) / denom[x]);
-            out[x * d + k].im = (float)((pi + di) / denom[x]);
-        }
-    }
-    return bad;
 }
 
 const ath_dense_config *ath_dense_get_config(const ath_dense_engine *e) { return e ? &e->cfg : NULL; }
@@ -285,15 +235,15 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
 #ifdef _OPENMP
         nthreads = omp_get_max_threads();
 #endif
-        if ((size_t)(nthreads * g) > e->row_denoms_n) {
+        if ((size_t)(nthreads * g) > e->row_norms_n) {
             double *rows = (double *)malloc((size_t)(nthreads * g) * sizeof(double));
             if (rows == NULL) {
                 if (m->ops->discard_memory != NULL) m->ops->discard_memory(m->ctx);
                 return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the update");
             }
-            free(e->row_denoms);
-            e->row_denoms = rows;
-            e->row_denoms_n = (size_t)(nthreads * g);
+            free(e->row_norms);
+            e->row_norms = rows;
+            e->row_norms_n = (size_t)(nthreads * g);
         }
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) reduction(| : bad) num_threads(nthreads)
@@ -303,10 +253,10 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            bad |= dense_rule_row(e->field + y * g * d, e->out_buf + (y + R) * hp + R,
+            bad |= ath_step_rule_row(e->field + y * g * d, e->out_buf + (y + R) * hp + R,
                                   e->out_buf + d * plane + (y + R) * hp + R, (ptrdiff_t)plane, g, d,
                                   e->cfg.gamma_decay, e->cfg.unitary, e->next + y * g * d,
-                                  e->row_denoms + (size_t)tid * (size_t)g);
+                                  e->row_norms + (size_t)tid * (size_t)g);
         }
     }
     if (bad) {

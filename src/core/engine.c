@@ -150,40 +150,55 @@ static void step_release(ath_engine *e);
 
 /* ------------------------------------------------------------ step rule */
 
+int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
+                      ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
+                      ath_cf32 *out, double *norm) {
+    int64_t x, k;
+    int bad = 0;
+    for (x = 0; x < w; x++) norm[x] = 0.0;
+    for (k = 0; k < d_state; k++) {
+        const float *r = delta_re + k * stride, *i = delta_im + k * stride;
+        for (x = 0; x < w; x++) {
+            const double pr = psi[x * d_state + k].re, pi = psi[x * d_state + k].im;
+            double dr = r[x], di = i[x], nr, ni;
+            bad |= !isfinite(r[x]) | !isfinite(i[x]);
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            nr = pr + dr;
+            ni = pi + di;
+            norm[x] += nr * nr + ni * ni;
+        }
+    }
+    for (x = 0; x < w; x++) norm[x] = sqrt(norm[x]);
+    for (k = 0; k < d_state; k++) {
+        const float *r = delta_re + k * stride, *i = delta_im + k * stride;
+        for (x = 0; x < w; x++) {
+            const double pr = psi[x * d_state + k].re, pi = psi[x * d_state + k].im;
+            const double denom = norm[x] + 1e-9;
+            double dr = r[x], di = i[x];
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            out[x * d_state + k].re = (float)((pr + dr) / denom);
+            out[x * d_state + k].im = (float)((pi + di) / denom);
+        }
+    }
+    return bad;
+}
+
 double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
                      ptrdiff_t stride, int64_t d_state, double gamma, int unitary, ath_cf32 *out) {
-    double sum = 0.0, n, denom;
-    int64_t k;
-    for (k = 0; k < d_state; k++) {
-        const double pr = psi[k].re, pi = psi[k].im;
-        double dr = delta_re[k * stride], di = delta_im[k * stride];
-        double nr, ni;
-        if (unitary) {
-            const double tr = dr * pr - di * pi;
-            di = dr * pi + di * pr;
-            dr = tr;
-        }
-        dr -= gamma * pr;
-        di -= gamma * pi;
-        nr = pr + dr;
-        ni = pi + di;
-        sum += nr * nr + ni * ni;
-    }
-    n = sqrt(sum);
-    denom = n + 1e-9;
-    for (k = 0; k < d_state; k++) {
-        const double pr = psi[k].re, pi = psi[k].im;
-        double dr = delta_re[k * stride], di = delta_im[k * stride];
-        if (unitary) {
-            const double tr = dr * pr - di * pi;
-            di = dr * pi + di * pr;
-            dr = tr;
-        }
-        dr -= gamma * pr;
-        di -= gamma * pi;
-        out[k].re = (float)((pr + dr) / denom);
-        out[k].im = (float)((pi + di) / denom);
-    }
+    double n;
+    (void)ath_step_rule_row(psi, delta_re, delta_im, stride, 1, d_state, gamma, unitary, out, &n);
     return n;
 }
 
