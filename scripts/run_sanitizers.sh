@@ -13,7 +13,8 @@ ubsan=$(gcc -print-file-name=libubsan.so)
 LD_PRELOAD="$asan:$ubsan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     .venv/bin/python -m pytest -q -p no:cacheprovider \
-    tests/test_data_api.py tests/test_engine_api.py tests/test_backend_agreement.py -k "not python" "$@"
+    tests/test_data_api.py tests/test_engine_api.py tests/test_backend_agreement.py \
+    tests/test_engine_perf_paths.py -k "not python" "$@"
 # the pure-C programs under the sanitizers too
 for prog in tests/c/*.c; do
     gcc -std=c11 -O1 -g -Wall -Wextra -Werror -Wno-missing-field-initializers -D_GNU_SOURCE -fopenmp \
