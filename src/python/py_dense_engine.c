@@ -10,73 +10,22 @@
 #include "atheria/dense_engine.h"
 #include "atheria/viz.h"
 
-/* py_models.c */
-int athpy_model_resolve(PyObject *obj, PyObject **owner, ath_model **model);
-PyObject *athpy_model_load(PyObject *path, PyObject *device);
-PyObject *athpy_parse_device(PyObject *obj);
-PyObject *athpy_exception_text(void);
-
 typedef struct {
-    PyObject_HEAD
+    ATHPY_ENGINE_HEAD
     ath_dense_engine *eng;
-    PyObject *model_obj;
-    PyObject *model_owner;
-    PyObject *device;
-    PyObject *last_error;
-    int busy;
 } AthPyDense;
 
-static int ready(AthPyDense *self) {
-    if (self->eng == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "DenseEngine is not initialised");
-        return -1;
-    }
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "DenseEngine is busy (a step is running in another thread)");
-        return -1;
-    }
-    return 0;
-}
+#define BASE(self) ((AthPyEngineBase *)(self))
 
-static void record_exception(AthPyDense *self) {
-    PyObject *text = athpy_exception_text();
-    if (text == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    Py_XSETREF(self->last_error, text);
-}
-
-static int parse_seed(PyObject *obj, uint64_t *out) {
-    PyObject *idx;
-    unsigned long long v;
-    if (PyFloat_Check(obj) || PyBool_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    idx = PyNumber_Index(obj);
-    if (idx == NULL) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    v = PyLong_AsUnsignedLongLong(idx);
-    Py_DECREF(idx);
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "seed: must be in [0, 2**64), got %R", obj);
-        return -1;
-    }
-    *out = (uint64_t)v;
-    return 0;
-}
+ATHPY_ENGINE_KIND(AthPyDense, dense, ath_dense_engine, ath_dense_destroy, ath_dense_set_model, ath_dense_get_config,
+                  "DenseEngine", "a step")
 
 static int dense_init(AthPyDense *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"grid_size", "d_state", "device", "gamma_decay", "unitary",
                              "seed", "vacuum_strength", "extent", NULL};
     long long grid_size, d_state;
     PyObject *odevice = NULL, *oseed = NULL, *oext = NULL, *device;
+    ath_status st;
     double gamma = 0.0, strength = 0.1;
     int unitary = 0;
     ath_dense_config cfg;
@@ -115,62 +64,20 @@ static int dense_init(AthPyDense *self, PyObject *args, PyObject *kwargs) {
             return -1;
         }
     }
-    if (oseed != NULL && parse_seed(oseed, &cfg.seed) < 0) return -1;
-    if (odevice != NULL) {
-        device = athpy_parse_device(odevice);
-        if (device == NULL) return -1;
-    } else {
-        device = PyUnicode_FromString("cpu");
-        if (device == NULL) return -1;
-    }
-    if (ath_dense_create(&cfg, &eng, &err) != ATH_OK) {
-        Py_DECREF(device);
-        athpy_raise(&err);
-        return -1;
-    }
-    ath_dense_destroy(self->eng);
-    self->eng = eng;
-    Py_CLEAR(self->model_obj);
-    Py_CLEAR(self->model_owner);
-    Py_XSETREF(self->device, device);
-    Py_XSETREF(self->last_error, PyUnicode_FromString(""));
-    if (self->last_error == NULL) return -1;
-    return 0;
+    if (athpy_engine_options(oseed, &cfg.seed, odevice, &device) < 0) return -1;
+    st = ath_dense_create(&cfg, &eng, &err);
+    return athpy_engine_adopt(BASE(self), &dense_kind, st, eng, &err, device);
 }
 
-static int dense_traverse(AthPyDense *self, visitproc visit, void *arg) {
-    Py_VISIT(self->model_obj);
-    Py_VISIT(self->model_owner);
-    return 0;
-}
-
-static int dense_clear_refs(AthPyDense *self) {
-    if (self->eng != NULL && !self->busy) ath_dense_set_model(self->eng, NULL, NULL);
-    Py_CLEAR(self->model_obj);
-    Py_CLEAR(self->model_owner);
-    return 0;
-}
-
-static void dense_dealloc(AthPyDense *self) {
-    PyObject_GC_UnTrack(self);
-    ath_dense_destroy(self->eng);
-    self->eng = NULL;
-    Py_CLEAR(self->model_obj);
-    Py_CLEAR(self->model_owner);
-    Py_CLEAR(self->device);
-    Py_CLEAR(self->last_error);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static int install_model(AthPyDense *self, PyObject *model) {
+static int dense_install(AthPyEngineBase *base, PyObject *model) {
+    AthPyDense *self = (AthPyDense *)base;
     ath_model *m = NULL;
     PyObject *owner = NULL;
     ath_error err;
     ath_status st;
     if (model == Py_None) {
-        ath_dense_set_model(self->eng, NULL, NULL);
-        Py_CLEAR(self->model_obj);
-        Py_CLEAR(self->model_owner);
+        dense_unset_model(base);
+        athpy_engine_drop_model(base);
         return 0;
     }
     if (athpy_model_resolve(model, &owner, &m) < 0) return -1;
@@ -183,50 +90,14 @@ static int install_model(AthPyDense *self, PyObject *model) {
         athpy_raise(&err);
         return -1;
     }
-    Py_INCREF(model);
-    Py_XSETREF(self->model_obj, model);
-    Py_XSETREF(self->model_owner, owner);
+    athpy_engine_keep_model(base, model, owner);
     return 0;
-}
-
-static PyObject *dense_set_model(AthPyDense *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"model", NULL};
-    PyObject *model;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:set_model", kwlist, &model)) return NULL;
-    if (ready(self) < 0) return NULL;
-    if (install_model(self, model) < 0) return NULL;
-    Py_RETURN_NONE;
 }
 
 static PyObject *dense_has_model(AthPyDense *self, PyObject *noargs) {
     (void)noargs;
-    if (self->eng == NULL) return PyErr_Format(PyExc_RuntimeError, "DenseEngine is not initialised");
+    if (athpy_engine_need(BASE(self), &dense_kind) < 0) return NULL;
     return PyBool_FromLong(ath_dense_get_model(self->eng) != NULL);
-}
-
-static PyObject *dense_load_model(AthPyDense *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"path", NULL};
-    PyObject *path, *model;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:load_model", kwlist, &path)) return NULL;
-    if (ready(self) < 0) return NULL;
-    model = athpy_model_load(path, self->device);
-    if (model == NULL || install_model(self, model) < 0) {
-        record_exception(self);
-        PyErr_Clear();
-        Py_XDECREF(model);
-        Py_RETURN_FALSE;
-    }
-    Py_DECREF(model);
-    Py_XSETREF(self->last_error, PyUnicode_FromString(""));
-    if (self->last_error == NULL) return NULL;
-    Py_RETURN_TRUE;
-}
-
-static PyObject *dense_get_last_error(AthPyDense *self, PyObject *noargs) {
-    (void)noargs;
-    if (self->last_error == NULL) return PyUnicode_FromString("");
-    Py_INCREF(self->last_error);
-    return self->last_error;
 }
 
 static PyObject *dense_step(AthPyDense *self, PyObject *args, PyObject *kwargs) {
@@ -244,11 +115,7 @@ static PyObject *dense_step(AthPyDense *self, PyObject *args, PyObject *kwargs) 
         st = ath_dense_step(self->eng, &err);
         Py_END_ALLOW_THREADS
         self->busy = 0;
-        if (st != ATH_OK) {
-            athpy_raise(&err);
-            record_exception(self);
-            return NULL;
-        }
+        if (st != ATH_OK) return athpy_engine_raise_and_record(BASE(self), &err);
         if (n > 1 && PyErr_CheckSignals() < 0) return NULL;
     }
     Py_RETURN_NONE;
@@ -414,21 +281,15 @@ static PyObject *dense_compute_visualization(AthPyDense *self, PyObject *args, P
     long long channel = 0;
     int64_t roi[4], g, d, y, h, w;
     ath_viz_type type;
-    npy_intp dims[2];
     ath_cf32 *sub;
     const ath_cf32 *field;
-    ath_error err;
-    ath_status s;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|O$L:compute_visualization", kwlist, &name, &oroi,
                                      &channel))
         return NULL;
     if (ready(self) < 0) return NULL;
     g = ath_dense_get_config(self->eng)->grid_size;
     d = ath_dense_get_config(self->eng)->d_state;
-    if (ath_viz_parse(name, &type, &err) != ATH_OK) return athpy_raise(&err);
-    if (channel < 0 || channel >= d)
-        return PyErr_Format(PyExc_ValueError, "channel: must be in [0, %lld), got %lld", (long long)d,
-                            channel);
+    if (athpy_viz_args(name, channel, d, &type) < 0) return NULL;
     if (oroi == Py_None) {
         roi[0] = roi[1] = 0;
         roi[2] = roi[3] = g;
@@ -441,28 +302,18 @@ static PyObject *dense_compute_visualization(AthPyDense *self, PyObject *args, P
     }
     h = roi[3] - roi[1];
     w = roi[2] - roi[0];
-    dims[0] = (npy_intp)h;
-    dims[1] = (npy_intp)w;
-    res = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
-    if (res == NULL || h == 0 || w == 0) return res;
+    if (h == 0 || w == 0) return athpy_viz_image(BASE(self), type, NULL, h, w, d, channel);
     sub = (ath_cf32 *)PyMem_RawMalloc((size_t)(h * w * d) * sizeof(ath_cf32));
-    if (sub == NULL) {
-        Py_DECREF(res);
-        return PyErr_NoMemory();
-    }
+    if (sub == NULL) return PyErr_NoMemory();
     field = ath_dense_state(self->eng);
     self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     for (y = 0; y < h; y++)
         memcpy(sub + y * w * d, field + ((roi[1] + y) * g + roi[0]) * d, (size_t)(w * d) * sizeof(ath_cf32));
-    s = ath_viz_compute(type, sub, h, w, d, (int64_t)channel, (float *)PyArray_DATA((PyArrayObject *)res), &err);
     Py_END_ALLOW_THREADS
     self->busy = 0;
+    res = athpy_viz_image(BASE(self), type, sub, h, w, d, channel);
     PyMem_RawFree(sub);
-    if (s != ATH_OK) {
-        Py_DECREF(res);
-        return athpy_raise(&err);
-    }
     return res;
 }
 
@@ -475,50 +326,9 @@ static PyObject *dense_repr(AthPyDense *self) {
 }
 
 #define CFG(self) ath_dense_get_config((self)->eng)
-#define NEED_ENG(self)                                                                             \
-    do {                                                                                           \
-        if ((self)->eng == NULL) {                                                                 \
-            PyErr_SetString(PyExc_RuntimeError, "DenseEngine is not initialised");                 \
-            return NULL;                                                                           \
-        }                                                                                          \
-    } while (0)
+#define NEED_ENG(self) \
+    do { if (athpy_engine_need(BASE(self), &dense_kind) < 0) return NULL; } while (0)
 
-static PyObject *get_grid_size(AthPyDense *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyLong_FromLongLong((long long)CFG(s)->grid_size);
-}
-static PyObject *get_d_state(AthPyDense *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyLong_FromLongLong((long long)CFG(s)->d_state);
-}
-static PyObject *get_device(AthPyDense *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    Py_INCREF(s->device);
-    return s->device;
-}
-static PyObject *get_gamma(AthPyDense *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyFloat_FromDouble(CFG(s)->gamma_decay);
-}
-static PyObject *get_unitary(AthPyDense *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyBool_FromLong(CFG(s)->unitary);
-}
-static PyObject *get_seed(AthPyDense *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyLong_FromUnsignedLongLong((unsigned long long)CFG(s)->seed);
-}
-static PyObject *get_strength(AthPyDense *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyFloat_FromDouble(CFG(s)->vacuum_strength);
-}
 static PyObject *get_extent(AthPyDense *s, void *c) {
     (void)c;
     NEED_ENG(s);
@@ -526,21 +336,13 @@ static PyObject *get_extent(AthPyDense *s, void *c) {
 }
 
 static PyGetSetDef dense_getset[] = {
-    {"grid_size", (getter)get_grid_size, NULL, NULL, NULL},
-    {"d_state", (getter)get_d_state, NULL, NULL, NULL},
-    {"device", (getter)get_device, NULL, NULL, NULL},
-    {"gamma_decay", (getter)get_gamma, NULL, NULL, NULL},
-    {"unitary", (getter)get_unitary, NULL, NULL, NULL},
-    {"seed", (getter)get_seed, NULL, NULL, NULL},
-    {"vacuum_strength", (getter)get_strength, NULL, NULL, NULL},
+    ATHPY_ENGINE_GETSET(dense_kind),
     {"extent", (getter)get_extent, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 #define KW (PyCFunction)(void (*)(void))
 static PyMethodDef dense_methods[] = {
-    {"load_model", KW dense_load_model, METH_VARARGS | METH_KEYWORDS,
-     "load_model(path) -> bool: TorchScript via atheria_core._model_loader; False + get_last_error() on failure."},
-    {"get_last_error", (PyCFunction)dense_get_last_error, METH_NOARGS, NULL},
+    ATHPY_ENGINE_METHODS(dense),
     {"set_model", KW dense_set_model, METH_VARARGS | METH_KEYWORDS,
      "set_model(model): callables get the whole float32 (1, 2d, H, W) field and return (1, 2d, H, W)."},
     {"has_model", (PyCFunction)dense_has_model, METH_NOARGS, NULL},
@@ -559,13 +361,5 @@ PyTypeObject AthPyDenseEngine_Type = {
     .tp_doc = "DenseEngine(grid_size, d_state, device='cpu', *, gamma_decay=0.0, unitary=False, seed=0, "
               "vacuum_strength=0.1, extent='zero'): a bounded grid evaluated whole.",
     .tp_basicsize = sizeof(AthPyDense),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)dense_init,
-    .tp_dealloc = (destructor)dense_dealloc,
-    .tp_traverse = (traverseproc)dense_traverse,
-    .tp_clear = (inquiry)dense_clear_refs,
-    .tp_repr = (reprfunc)dense_repr,
-    .tp_methods = dense_methods,
-    .tp_getset = dense_getset,
+    ATHPY_ENGINE_SLOTS(dense),
 };

@@ -13,76 +13,15 @@
 #include "atheria/engine.h"
 #include "atheria/viz.h"
 
-/* py_models.c */
-int athpy_model_resolve(PyObject *obj, PyObject **owner, ath_model **model);
-int athpy_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_t w);
-PyObject *athpy_model_load(PyObject *path, PyObject *device);
-PyObject *athpy_parse_device(PyObject *obj);
-PyObject *athpy_exception_text(void);
-
 typedef struct {
-    PyObject_HEAD
+    ATHPY_ENGINE_HEAD
     ath_engine *eng;
-    PyObject *model_obj;   /* what set_model got (traversed by the GC) */
-    PyObject *model_owner; /* keeps the ath_model alive: model_obj or a capsule */
-    PyObject *device;      /* str */
-    PyObject *last_error;  /* str */
-    int busy;
 } AthPyEngine;
 
-static int ready(AthPyEngine *self) {
-    if (self->eng == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Engine is not initialised");
-        return -1;
-    }
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Engine is busy (a step or bulk call is running in another thread)");
-        return -1;
-    }
-    return 0;
-}
+#define BASE(self) ((AthPyEngineBase *)(self))
 
-static void set_last_error_str(AthPyEngine *self, PyObject *text) {
-    if (text == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    Py_XSETREF(self->last_error, text);
-}
-
-/* Stores the pending exception's text as the last error (the exception stays pending). */
-static void record_exception(AthPyEngine *self) { set_last_error_str(self, athpy_exception_text()); }
-
-static PyObject *raise_and_record(AthPyEngine *self, const ath_error *err) {
-    athpy_raise(err);
-    record_exception(self);
-    return NULL;
-}
-
-static int parse_seed(PyObject *obj, uint64_t *out) {
-    PyObject *idx;
-    unsigned long long v;
-    if (PyFloat_Check(obj) || PyBool_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    idx = PyNumber_Index(obj);
-    if (idx == NULL) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    v = PyLong_AsUnsignedLongLong(idx);
-    Py_DECREF(idx);
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "seed: must be in [0, 2**64), got %R", obj);
-        return -1;
-    }
-    *out = (uint64_t)v;
-    return 0;
-}
+ATHPY_ENGINE_KIND(AthPyEngine, engine, ath_engine, ath_engine_destroy, ath_engine_set_model, ath_engine_get_config,
+                  "Engine", "a step or bulk call")
 
 static int parse_choice(PyObject *obj, const char *argname, const char *const *names, int n, int *out) {
     const char *s;
@@ -109,6 +48,7 @@ static int engine_init(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
     static const char *const extents[] = {"zero", "periodic"};
     long long d_state, grid_size = 64, patch = 3;
     PyObject *odevice = NULL, *obg = NULL, *oext = Py_None, *oseed = NULL, *device;
+    ath_status st;
     double threshold = 0.01, gamma = 0.0, strength = 0.1;
     int unitary = 0, choice;
     ath_engine_config cfg;
@@ -138,58 +78,16 @@ static int engine_init(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
         if (parse_choice(oext, "extent", extents, 2, &choice) < 0) return -1;
         cfg.extent = choice == 0 ? ATH_EXTENT_ZERO : ATH_EXTENT_PERIODIC;
     }
-    if (oseed != NULL && parse_seed(oseed, &cfg.seed) < 0) return -1;
-    if (odevice != NULL) {
-        device = athpy_parse_device(odevice);
-        if (device == NULL) return -1;
-    } else {
-        device = PyUnicode_FromString("cpu");
-        if (device == NULL) return -1;
-    }
-    if (ath_engine_create(&cfg, &eng, &err) != ATH_OK) {
-        Py_DECREF(device);
-        athpy_raise(&err);
-        return -1;
-    }
-    /* (re)initialise */
-    ath_engine_destroy(self->eng);
-    self->eng = eng;
-    Py_CLEAR(self->model_obj);
-    Py_CLEAR(self->model_owner);
-    Py_XSETREF(self->device, device);
-    Py_XSETREF(self->last_error, PyUnicode_FromString(""));
-    if (self->last_error == NULL) return -1;
-    return 0;
-}
-
-static int engine_traverse(AthPyEngine *self, visitproc visit, void *arg) {
-    Py_VISIT(self->model_obj);
-    Py_VISIT(self->model_owner);
-    return 0;
-}
-
-static int engine_clear_refs(AthPyEngine *self) {
-    if (self->eng != NULL && !self->busy) ath_engine_set_model(self->eng, NULL, NULL);
-    Py_CLEAR(self->model_obj);
-    Py_CLEAR(self->model_owner);
-    return 0;
-}
-
-static void engine_dealloc(AthPyEngine *self) {
-    PyObject_GC_UnTrack(self);
-    ath_engine_destroy(self->eng);
-    self->eng = NULL;
-    Py_CLEAR(self->model_obj);
-    Py_CLEAR(self->model_owner);
-    Py_CLEAR(self->device);
-    Py_CLEAR(self->last_error);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    if (athpy_engine_options(oseed, &cfg.seed, odevice, &device) < 0) return -1;
+    st = ath_engine_create(&cfg, &eng, &err);
+    return athpy_engine_adopt(BASE(self), &engine_kind, st, eng, &err, device);
 }
 
 /* Installs a model (None removes it).  Warns (RuntimeWarning) when sparse
  * evaluation cannot reproduce a dense one (DESIGN §3.4).  On failure the
  * previous model stays. */
-static int install_model(AthPyEngine *self, PyObject *model) {
+static int engine_install(AthPyEngineBase *base, PyObject *model) {
+    AthPyEngine *self = (AthPyEngine *)base;
     const ath_engine_config *cfg = ath_engine_get_config(self->eng);
     ath_model *m = NULL, *prev = ath_engine_get_model(self->eng);
     PyObject *owner = NULL;
@@ -198,9 +96,8 @@ static int install_model(AthPyEngine *self, PyObject *model) {
     int zp, accepts_tiles = -1;
 
     if (model == Py_None) {
-        ath_engine_set_model(self->eng, NULL, NULL);
-        Py_CLEAR(self->model_obj);
-        Py_CLEAR(self->model_owner);
+        engine_unset_model(base);
+        athpy_engine_drop_model(base);
         return 0;
     }
     if (athpy_model_resolve(model, &owner, &m) < 0) return -1;
@@ -267,9 +164,7 @@ static int install_model(AthPyEngine *self, PyObject *model) {
                  (long long)m->receptive_radius);
         if (PyErr_WarnEx(PyExc_RuntimeWarning, msg, 1) < 0) goto fail;
     }
-    Py_INCREF(model);
-    Py_XSETREF(self->model_obj, model);
-    Py_XSETREF(self->model_owner, owner);
+    athpy_engine_keep_model(base, model, owner);
     return 0;
 fail:
     ath_engine_set_model(self->eng, prev, NULL); /* was valid before: cannot fail */
@@ -277,44 +172,10 @@ fail:
     return -1;
 }
 
-static PyObject *engine_set_model(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"model", NULL};
-    PyObject *model;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:set_model", kwlist, &model)) return NULL;
-    if (ready(self) < 0) return NULL;
-    if (install_model(self, model) < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
 static PyObject *engine_has_model(AthPyEngine *self, PyObject *noargs) {
     (void)noargs;
-    if (self->eng == NULL) return PyErr_Format(PyExc_RuntimeError, "Engine is not initialised");
+    if (athpy_engine_need(BASE(self), &engine_kind) < 0) return NULL;
     return PyBool_FromLong(ath_engine_get_model(self->eng) != NULL);
-}
-
-static PyObject *engine_load_model(AthPyEngine *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"path", NULL};
-    PyObject *path, *model;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:load_model", kwlist, &path)) return NULL;
-    if (ready(self) < 0) return NULL;
-    model = athpy_model_load(path, self->device);
-    if (model == NULL || install_model(self, model) < 0) {
-        record_exception(self);
-        PyErr_Clear();
-        Py_XDECREF(model);
-        Py_RETURN_FALSE;
-    }
-    Py_DECREF(model);
-    Py_XSETREF(self->last_error, PyUnicode_FromString(""));
-    if (self->last_error == NULL) return NULL;
-    Py_RETURN_TRUE;
-}
-
-static PyObject *engine_get_last_error(AthPyEngine *self, PyObject *noargs) {
-    (void)noargs;
-    if (self->last_error == NULL) return PyUnicode_FromString("");
-    Py_INCREF(self->last_error);
-    return self->last_error;
 }
 
 /* Runs n steps; returns the matter count or -1 with an exception. */
@@ -331,7 +192,7 @@ static long long do_steps(AthPyEngine *self, long long n) {
         Py_END_ALLOW_THREADS
         self->busy = 0;
         if (st != ATH_OK) {
-            raise_and_record(self, &err);
+            athpy_engine_raise_and_record(BASE(self), &err);
             return -1;
         }
         if (n > 1 && PyErr_CheckSignals() < 0) return -1;
@@ -629,18 +490,12 @@ static PyObject *engine_compute_visualization(AthPyEngine *self, PyObject *args,
     long long channel = 0;
     int64_t roi[4], z, d;
     ath_viz_type type;
-    npy_intp dims[2];
-    ath_error err;
-    ath_status s;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|O$OL:compute_visualization", kwlist, &name, &oroi,
                                      &oz, &channel))
         return NULL;
     if (ready(self) < 0) return NULL;
     d = ath_engine_get_config(self->eng)->d_state;
-    if (ath_viz_parse(name, &type, &err) != ATH_OK) return athpy_raise(&err);
-    if (channel < 0 || channel >= d)
-        return PyErr_Format(PyExc_ValueError, "channel: must be in [0, %lld), got %lld", (long long)d,
-                            channel);
+    if (athpy_viz_args(name, channel, d, &type) < 0) return NULL;
     if (oroi == Py_None) {
         roi[0] = roi[1] = 0;
         roi[2] = roi[3] = ath_engine_get_config(self->eng)->grid_size;
@@ -652,29 +507,9 @@ static PyObject *engine_compute_visualization(AthPyEngine *self, PyObject *args,
     if (parse_z(oz, &z) < 0) return NULL;
     field = dense_region(self, roi, z);
     if (field == NULL) return NULL;
-    dims[0] = (npy_intp)(roi[3] - roi[1]);
-    dims[1] = (npy_intp)(roi[2] - roi[0]);
-    res = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
-    if (res == NULL) {
-        Py_DECREF(field);
-        return NULL;
-    }
-    if (dims[0] == 0 || dims[1] == 0) {
-        Py_DECREF(field);
-        return res;
-    }
-    self->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    s = ath_viz_compute(type, (const ath_cf32 *)PyArray_DATA((PyArrayObject *)field), (int64_t)dims[0],
-                        (int64_t)dims[1], d, (int64_t)channel, (float *)PyArray_DATA((PyArrayObject *)res),
-                        &err);
-    Py_END_ALLOW_THREADS
-    self->busy = 0;
+    res = athpy_viz_image(BASE(self), type, (const ath_cf32 *)PyArray_DATA((PyArrayObject *)field),
+                          roi[3] - roi[1], roi[2] - roi[0], d, channel);
     Py_DECREF(field);
-    if (s != ATH_OK) {
-        Py_DECREF(res);
-        return athpy_raise(&err);
-    }
     return res;
 }
 
@@ -704,30 +539,9 @@ static PyObject *engine_repr(AthPyEngine *self) {
 /* ---- read-only attributes ---- */
 
 #define CFG(self) ath_engine_get_config((self)->eng)
-#define NEED_ENG(self)                                                                             \
-    do {                                                                                           \
-        if ((self)->eng == NULL) {                                                                 \
-            PyErr_SetString(PyExc_RuntimeError, "Engine is not initialised");                      \
-            return NULL;                                                                           \
-        }                                                                                          \
-    } while (0)
+#define NEED_ENG(self) \
+    do { if (athpy_engine_need(BASE(self), &engine_kind) < 0) return NULL; } while (0)
 
-static PyObject *get_d_state(AthPyEngine *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyLong_FromLongLong((long long)CFG(s)->d_state);
-}
-static PyObject *get_grid_size(AthPyEngine *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyLong_FromLongLong((long long)CFG(s)->grid_size);
-}
-static PyObject *get_device(AthPyEngine *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    Py_INCREF(s->device);
-    return s->device;
-}
 static PyObject *get_background(AthPyEngine *s, void *c) {
     (void)c;
     NEED_ENG(s);
@@ -744,26 +558,6 @@ static PyObject *get_threshold(AthPyEngine *s, void *c) {
     NEED_ENG(s);
     return PyFloat_FromDouble(CFG(s)->threshold);
 }
-static PyObject *get_gamma(AthPyEngine *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyFloat_FromDouble(CFG(s)->gamma_decay);
-}
-static PyObject *get_unitary(AthPyEngine *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyBool_FromLong(CFG(s)->unitary);
-}
-static PyObject *get_seed(AthPyEngine *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyLong_FromUnsignedLongLong((unsigned long long)CFG(s)->seed);
-}
-static PyObject *get_strength(AthPyEngine *s, void *c) {
-    (void)c;
-    NEED_ENG(s);
-    return PyFloat_FromDouble(CFG(s)->vacuum_strength);
-}
 static PyObject *get_patch(AthPyEngine *s, void *c) {
     (void)c;
     NEED_ENG(s);
@@ -771,23 +565,16 @@ static PyObject *get_patch(AthPyEngine *s, void *c) {
 }
 
 static PyGetSetDef engine_getset[] = {
-    {"d_state", (getter)get_d_state, NULL, NULL, NULL},
-    {"grid_size", (getter)get_grid_size, NULL, NULL, NULL},
-    {"device", (getter)get_device, NULL, NULL, NULL},
+    ATHPY_ENGINE_GETSET(engine_kind),
     {"background", (getter)get_background, NULL, NULL, NULL},
     {"extent", (getter)get_extent, NULL, NULL, NULL},
     {"threshold", (getter)get_threshold, NULL, NULL, NULL},
-    {"gamma_decay", (getter)get_gamma, NULL, NULL, NULL},
-    {"unitary", (getter)get_unitary, NULL, NULL, NULL},
-    {"seed", (getter)get_seed, NULL, NULL, NULL},
-    {"vacuum_strength", (getter)get_strength, NULL, NULL, NULL},
     {"patch", (getter)get_patch, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 #define KW (PyCFunction)(void (*)(void))
 static PyMethodDef engine_methods[] = {
-    {"load_model", KW engine_load_model, METH_VARARGS | METH_KEYWORDS,
-     "load_model(path) -> bool: TorchScript via atheria_core._model_loader; False + get_last_error() on failure."},
+    ATHPY_ENGINE_METHODS(engine),
     {"set_model", KW engine_set_model, METH_VARARGS | METH_KEYWORDS,
      "set_model(model): ZeroModel, ConvModel, a callable (float32 (B, 2d, p, p) -> (B, 2d, p, p) or (B, 2d)), "
      "an 'atheria_core.model' capsule, or None."},
@@ -812,7 +599,6 @@ static PyMethodDef engine_methods[] = {
     {"to_dense", KW engine_to_dense, METH_VARARGS | METH_KEYWORDS, "to_dense(roi, z=0) -> (h, w, d) complex64"},
     {"compute_visualization", KW engine_compute_visualization, METH_VARARGS | METH_KEYWORDS,
      "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32"},
-    {"get_last_error", (PyCFunction)engine_get_last_error, METH_NOARGS, NULL},
     {"_stats", (PyCFunction)engine_stats, METH_NOARGS,
      "_stats() -> dict: evaluated cells, model calls and batch size of the last step; the engine's "
      "own memory: matter_bytes (the cell map), scratch_bytes (cached step scratch), memory_bytes (sum), "
@@ -825,13 +611,5 @@ PyTypeObject AthPyEngine_Type = {
               "threshold=0.01, gamma_decay=0.0, unitary=False, seed=0, vacuum_strength=0.1, patch=3): "
               "the sparse universe.",
     .tp_basicsize = sizeof(AthPyEngine),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)engine_init,
-    .tp_dealloc = (destructor)engine_dealloc,
-    .tp_traverse = (traverseproc)engine_traverse,
-    .tp_clear = (inquiry)engine_clear_refs,
-    .tp_repr = (reprfunc)engine_repr,
-    .tp_methods = engine_methods,
-    .tp_getset = engine_getset,
+    ATHPY_ENGINE_SLOTS(engine),
 };

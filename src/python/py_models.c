@@ -3,7 +3,7 @@
  * float32 batch, wrapped as an ath_model), model resolution for set_model
  * and the bridge to atheria_core._model_loader.
  *
- * Functions shared with py_engine.c / py_dense_engine.c (declared there):
+ * Functions shared with py_engine.c / py_dense_engine.c (declared in ath_py.h):
  *   athpy_model_resolve, athpy_model_probe_zero, athpy_model_load,
  *   athpy_parse_device, athpy_exception_text. */
 #include "ath_py.h"
@@ -13,24 +13,20 @@
 
 #include "atheria/model.h"
 
-int athpy_model_resolve(PyObject *obj, PyObject **owner, ath_model **model);
-int athpy_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_t w);
-PyObject *athpy_model_load(PyObject *path, PyObject *device);
-PyObject *athpy_parse_device(PyObject *obj);
-PyObject *athpy_exception_text(void);
-
 #define ATHPY_MODEL_CAPSULE "atheria_core.model"
 #define ATHPY_CALLABLE_CAPSULE "atheria_core._callable_model"
 
 /* ------------------------------------------------------------ helpers */
 
-/* Converts an array-like (NumPy, list, torch tensor, also one that requires
- * grad or lives on a GPU) to a new C-contiguous float32 array.  Complex,
- * bool and object inputs are refused (TypeError).  NULL with an exception. */
-static PyArrayObject *to_float32(PyObject *obj, const char *argname) {
+/* obj (an array-like; a torch tensor, also one that requires grad or lives
+ * on a GPU, goes through .detach().cpu() first) as a NumPy array (new
+ * reference).  NULL with *unconvertible = 0 and the exception of
+ * detach()/cpu() pending, or NULL with *unconvertible = 1 and no exception
+ * when NumPy cannot convert it (the caller raises its own error). */
+static PyArrayObject *host_array(PyObject *obj, int *unconvertible) {
     PyObject *src = obj;
-    PyArrayObject *raw, *arr;
-    int t;
+    PyArrayObject *raw;
+    *unconvertible = 0;
     Py_INCREF(src);
     if (!PyArray_Check(src) && PyObject_HasAttrString(src, "detach") &&
         PyObject_HasAttrString(src, "cpu")) {
@@ -45,8 +41,22 @@ static PyArrayObject *to_float32(PyObject *obj, const char *argname) {
     Py_DECREF(src);
     if (raw == NULL) {
         PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: expected a float array-like, got %s", argname,
-                     Py_TYPE(obj)->tp_name);
+        *unconvertible = 1;
+    }
+    return raw;
+}
+
+/* Converts an array-like (NumPy, list, torch tensor, also one that requires
+ * grad or lives on a GPU) to a new C-contiguous float32 array.  Complex,
+ * bool and object inputs are refused (TypeError).  NULL with an exception. */
+static PyArrayObject *to_float32(PyObject *obj, const char *argname) {
+    PyArrayObject *raw, *arr;
+    int t, unconvertible;
+    raw = host_array(obj, &unconvertible);
+    if (raw == NULL) {
+        if (unconvertible)
+            PyErr_Format(PyExc_TypeError, "%s: expected a float array-like, got %s", argname,
+                         Py_TYPE(obj)->tp_name);
         return NULL;
     }
     t = PyArray_TYPE(raw);
@@ -150,25 +160,13 @@ static ath_status pycall_forward(void *vctx, const float *in, const int64_t shap
     }
     {
         PyArrayObject *raw;
-        PyObject *src = res;
-        int t;
-        Py_INCREF(src);
-        if (!PyArray_Check(src) && PyObject_HasAttrString(src, "detach") &&
-            PyObject_HasAttrString(src, "cpu")) {
-            PyObject *det = PyObject_CallMethod(src, "detach", NULL);
-            PyObject *cpu = det != NULL ? PyObject_CallMethod(det, "cpu", NULL) : NULL;
-            Py_XDECREF(det);
-            Py_DECREF(src);
-            if (cpu == NULL) goto done;
-            src = cpu;
-        }
-        raw = (PyArrayObject *)PyArray_FROM_O(src);
-        Py_DECREF(src);
+        int t, unconvertible;
+        raw = host_array(res, &unconvertible);
         if (raw == NULL) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError,
-                         "model returned %s that is not convertible to a float32 array",
-                         Py_TYPE(res)->tp_name);
+            if (unconvertible)
+                PyErr_Format(PyExc_ValueError,
+                             "model returned %s that is not convertible to a float32 array",
+                             Py_TYPE(res)->tp_name);
             goto done;
         }
         t = PyArray_TYPE(raw);
