@@ -121,6 +121,8 @@ struct ath_engine {
     size_t tcells_cap;
     ath_coord *tcoord; /* [tile] tile coordinates (tx, ty, z) */
     size_t tcoord_cap;
+    uint16_t *tmask;   /* [tile] matter cells of the tile (bit ly * TILE + lx), bitmask build */
+    size_t tmask_cap;
     size_t ecap; /* cells in every per-E array below (this step's E) */
     ath_coord *ecoords;
     int64_t *esrc;           /* matter index of the cell or -1 */
@@ -371,7 +373,7 @@ void ath_engine_get_memory(const ath_engine *e, ath_engine_memory *out) {
     out->matter_bytes = ath_cellmap_memory_bytes(e->matter);
     s += ath_cellmap_memory_bytes(e->next);
     s += e->tcap * sizeof(tslot) + e->tcells_cap * TILE * TILE * sizeof(int32_t) +
-         e->tcoord_cap * sizeof(ath_coord);
+         e->tcoord_cap * sizeof(ath_coord) + e->tmask_cap * sizeof(uint16_t);
     s += e->ecap * (sizeof(ath_coord) + sizeof(int64_t) + sizeof(uint8_t) +
                     d * sizeof(ath_cf32) * (e->cur != NULL ? 2 : 1));
     s += 2 * e->in_floats * sizeof(float);
@@ -534,7 +536,11 @@ static int64_t tile_get(ath_engine *e, int64_t tx, int64_t ty, int64_t z, ath_er
     if (e->ntiles + 1 > e->tcoord_cap &&
         sgrow((void **)&e->tcoord, &e->tcoord_cap, e->ntiles + 1, sizeof(ath_coord), err) != ATH_OK)
         return -1;
+    if (e->ntiles + 1 > e->tmask_cap &&
+        sgrow((void **)&e->tmask, &e->tmask_cap, e->ntiles + 1, sizeof(uint16_t), err) != ATH_OK)
+        return -1;
     t = (int64_t)e->ntiles++;
+    e->tmask[t] = 0;
     for (k = 0; k < TILE * TILE; k++) e->tcells[t * TILE * TILE + k] = -1;
     e->tcoord[t] = ath_coord_make(tx, ty, z);
     e->ttable[s].x = tx;
@@ -605,6 +611,9 @@ static void step_release(ath_engine *e) {
     sfree(e->tcoord, e->tcoord_cap * sizeof(ath_coord));
     e->tcoord = NULL;
     e->tcoord_cap = 0;
+    sfree(e->tmask, e->tmask_cap * sizeof(uint16_t));
+    e->tmask = NULL;
+    e->tmask_cap = 0;
     sfree(e->ecoords, e->ecap * sizeof(ath_coord));
     sfree(e->esrc, e->ecap * sizeof(int64_t));
     sfree(e->keep, e->ecap * sizeof(uint8_t));
@@ -694,6 +703,124 @@ static ath_status build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) {
         }
     }
     *n_out = n;
+    return ATH_OK;
+}
+
+/* Widest tile window the bitmask build handles (rows of 4 * (2 * twin + 1) bits). */
+#define MASK_TWIN_MAX 2
+
+/* Step 1 with per-tile bitmasks (unbounded or 'zero' extent, twin <= MASK_TWIN_MAX):
+ * the same set and tile index as build_eval_set.  Serially: every matter cell
+ * into its tile (index and occupancy bit), then the neighbour tiles that the
+ * dilation reaches; in parallel over tiles: the tile's dilated mask from the
+ * masks of the tiles around it (row shifts and ORs), its cells marked -2. */
+static ath_status build_eval_set_mask(ath_engine *e, size_t *n_out, ath_error *err) {
+    const size_t nm = ath_cellmap_size(e->matter);
+    const ath_coord *mc = ath_cellmap_coords(e->matter);
+    const int64_t r = e->radius, tw = e->twin, g = e->cfg.grid_size;
+    const int zero_ext = e->cfg.extent == ATH_EXTENT_ZERO;
+    size_t want = 256, i, nmt;
+    int64_t n = 0, sj, snt;
+    tile_window *w = e->window;
+    ath_status st;
+
+    while (want < nm / 4) want *= 2;
+    st = tile_table_resize(e, want, err);
+    if (st != ATH_OK) return st;
+    e->ntiles = 0;
+    w->valid = 0;
+    for (i = 0; i < nm; i++) {
+        const ath_coord m = mc[i];
+        const int64_t tx = tile_of(m.x), ty = tile_of(m.y);
+        int64_t t, *slot;
+        window_center(e, w, tx, ty, m.z);
+        slot = window_entry(e, w, tx, ty);
+        if (*slot >= 0) {
+            t = *slot;
+        } else {
+            t = tile_get(e, tx, ty, m.z, err);
+            if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+            *slot = t;
+        }
+        e->tcells[t * TILE * TILE + tile_local(m)] = (int32_t)i;
+        e->tmask[t] = (uint16_t)(e->tmask[t] | (1u << tile_local(m)));
+    }
+    /* neighbour tiles reached by the dilation of each matter tile */
+    nmt = e->ntiles;
+    for (i = 0; i < nmt; i++) {
+        const unsigned mk = e->tmask[i];
+        const ath_coord tc = e->tcoord[i];
+        int64_t minx = TILE, maxx = -1, miny = TILE, maxy = -1, ox, oy;
+        int l;
+        for (l = 0; l < TILE * TILE; l++)
+            if (mk >> l & 1u) {
+                const int64_t lx = l % TILE, ly = l / TILE;
+                if (lx < minx) minx = lx;
+                if (lx > maxx) maxx = lx;
+                if (ly < miny) miny = ly;
+                if (ly > maxy) maxy = ly;
+            }
+        for (oy = -tw; oy <= tw; oy++) {
+            if ((oy < 0 && miny - r > TILE * oy + TILE - 1) || (oy > 0 && maxy + r < TILE * oy)) continue;
+            for (ox = -tw; ox <= tw; ox++) {
+                const int64_t nx = tc.x + ox, ny = tc.y + oy;
+                if (ox == 0 && oy == 0) continue;
+                if ((ox < 0 && minx - r > TILE * ox + TILE - 1) || (ox > 0 && maxx + r < TILE * ox)) continue;
+                if (zero_ext && (TILE * nx + TILE - 1 < 0 || TILE * nx >= g || TILE * ny + TILE - 1 < 0 ||
+                                 TILE * ny >= g))
+                    continue;
+                if (tile_get(e, nx, ny, tc.z, err) < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+            }
+        }
+    }
+    snt = (int64_t)e->ntiles;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(+ : n) if (snt > 256)
+#endif
+    for (sj = 0; sj < snt; sj++) {
+        const ath_coord tc = e->tcoord[sj];
+        uint32_t rows[TILE * (2 * MASK_TWIN_MAX + 1)], h[TILE * (2 * MASK_TWIN_MAX + 1)];
+        const int64_t side = 2 * tw + 1, nrows = TILE * side;
+        int32_t *cells = e->tcells + sj * TILE * TILE;
+        int64_t ox, oy, y, dd;
+        unsigned dil = 0;
+        int l;
+        for (y = 0; y < nrows; y++) rows[y] = 0;
+        for (oy = -tw; oy <= tw; oy++)
+            for (ox = -tw; ox <= tw; ox++) {
+                const int64_t t = (ox == 0 && oy == 0) ? sj : tile_find(e, tc.x + ox, tc.y + oy, tc.z);
+                unsigned mk;
+                int ly;
+                if (t < 0 || (mk = e->tmask[t]) == 0) continue;
+                for (ly = 0; ly < TILE; ly++)
+                    rows[TILE * (oy + tw) + ly] |= ((uint32_t)(mk >> (ly * TILE)) & 0xFu)
+                                                   << (TILE * (ox + tw));
+            }
+        for (y = 0; y < nrows; y++) {
+            uint32_t v = rows[y];
+            for (dd = 1; dd <= r; dd++) v |= (rows[y] << dd) | (rows[y] >> dd);
+            h[y] = v;
+        }
+        for (y = 0; y < TILE; y++) {
+            const int64_t cy = TILE * tw + y;
+            uint32_t v = h[cy];
+            for (dd = 1; dd <= r; dd++) v |= h[cy - dd] | h[cy + dd];
+            dil |= ((v >> (TILE * tw)) & 0xFu) << (y * TILE);
+        }
+        if (zero_ext)
+            for (l = 0; l < TILE * TILE; l++) {
+                const int64_t x = TILE * tc.x + l % TILE, yy = TILE * tc.y + l / TILE;
+                if (x < 0 || x >= g || yy < 0 || yy >= g) dil &= ~(1u << l);
+            }
+        for (l = 0; l < TILE * TILE; l++)
+            if (dil >> l & 1u) {
+                if (cells[l] == -1) cells[l] = -2;
+                n++;
+            }
+    }
+    if (n > (int64_t)INT32_MAX)
+        return ath_error_set(err, ATH_ERR_NOMEM, "engine: more than 2**31 cells to evaluate");
+    *n_out = (size_t)n;
     return ATH_OK;
 }
 
@@ -1146,25 +1273,137 @@ static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box b
     }
 }
 
+/* Tile numbers of the (BT/TILE)^2 4 x 4 tiles of block bc (-1 where absent). */
+static void block_tiles(const ath_engine *e, ath_coord bc, int64_t *tl) {
+    const int64_t nt = BT / TILE;
+    int64_t i, j;
+    for (j = 0; j < nt; j++)
+        for (i = 0; i < nt; i++) tl[j * nt + i] = tile_find(e, bc.x * nt + i, bc.y * nt + j, bc.z);
+}
+
+/* Position in E of the cell (ix, iy) of a block whose tiles are tl, or -1. */
+static inline int64_t block_cell(const ath_engine *e, const int64_t *tl, int64_t ix, int64_t iy) {
+    const int64_t t = tl[(iy / TILE) * (BT / TILE) + ix / TILE];
+    return t < 0 ? -1 : e->tcells[t * TILE * TILE + (iy & (TILE - 1)) * TILE + (ix & (TILE - 1))];
+}
+
+/* Widest state that tile_update runs through rule_planar (stack scratch). */
+#define RULE_MAX_D 64
+
+/* ath_step_rule_row for w <= BT cells with the states channel-planar
+ * (pre[k * BT + x], pim[k * BT + x]) and the results written planar too:
+ * the same operations in the same order per cell (bit-identical), with
+ * unit-stride loops that vectorise. */
+static void rule_planar(const double *pre, const double *pim, const float *delta_re, const float *delta_im,
+                        ptrdiff_t stride, int64_t w, int64_t d, double gamma, int unitary, float *ore,
+                        float *oim, double *norm, double *nonfin) {
+    int64_t x, k;
+    for (x = 0; x < w; x++) norm[x] = nonfin[x] = 0.0;
+    for (k = 0; k < d; k++) {
+        const float *r = delta_re + k * stride, *i = delta_im + k * stride;
+        const double *ppr = pre + k * BT, *ppi = pim + k * BT;
+        for (x = 0; x < w; x++) {
+            const double pr = ppr[x], pi = ppi[x];
+            double dr = r[x], di = i[x], nr, ni;
+            nonfin[x] += (dr - dr) + (di - di); /* 0 while finite, NaN once not */
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            nr = pr + dr;
+            ni = pi + di;
+            norm[x] += nr * nr + ni * ni;
+        }
+    }
+    for (x = 0; x < w; x++) norm[x] = sqrt(norm[x]);
+    for (k = 0; k < d; k++) {
+        const float *r = delta_re + k * stride, *i = delta_im + k * stride;
+        const double *ppr = pre + k * BT, *ppi = pim + k * BT;
+        for (x = 0; x < w; x++) {
+            const double pr = ppr[x], pi = ppi[x];
+            const double denom = norm[x] + 1e-9;
+            double dr = r[x], di = i[x];
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            ore[k * BT + x] = (float)((pr + dr) / denom);
+            oim[k * BT + x] = (float)((pi + di) / denom);
+        }
+    }
+}
+
 /* The rule for the cells of E in block blk from the output item base (region bx);
- * 1 if non-finite output. */
+ * 1 if non-finite output (at a cell of E).  Row by row: the cells of E in a
+ * block row run through rule_planar together (cells of the row not in E are
+ * computed on zeros and dropped); sparse rows go cell by cell. */
 static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx) {
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
     const ath_coord bc = e->blocks[blk];
-    int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
+    const int64_t bx0 = bc.x * BT, by0 = bc.y * BT;
+    /* block cells inside the region (all of them unless clipped to a 'zero' window) */
+    const int64_t xa = bx.x0 > bx0 ? bx.x0 - bx0 : 0, xb = bx.x0 + bx.w < bx0 + BT ? bx.x0 + bx.w - bx0 : BT;
+    const int64_t ya = bx.y0 > by0 ? bx.y0 - by0 : 0, yb = bx.y0 + bx.h < by0 + BT ? bx.y0 + bx.h - by0 : BT;
+    int64_t tl[(BT / TILE) * (BT / TILE)], idx[BT];
+    double pre[RULE_MAX_D * BT], pim[RULE_MAX_D * BT], norm[BT], nonfin[BT];
+    float ore[RULE_MAX_D * BT], oim[RULE_MAX_D * BT];
+    int64_t iy, ix, k;
     int bad = 0;
-    for (iy = 0; iy < BT; iy++) {
-        for (ix = 0; ix < BT; ix++) {
-            const ath_coord c = ath_coord_make(bc.x * BT + ix, bc.y * BT + iy, bc.z);
-            const int64_t idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
-            const float *re, *im;
-            if (idx < 0) continue;
-            re = base + (c.y - bx.y0) * W + (c.x - bx.x0);
-            im = re + d * SS;
-            for (k = 0; k < d; k++)
-                if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
-            e->keep[idx] = ath_step_rule(cur_of(e, idx), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
-                                         e->cfg.unitary, e->newst + idx * d) > e->cfg.threshold;
+    block_tiles(e, bc, tl);
+    for (iy = ya; iy < yb; iy++) {
+        const float *rrow = base + (by0 + iy - bx.y0) * W + (bx0 - bx.x0);
+        int64_t cnt = 0, x0 = -1, x1 = 0;
+        for (ix = xa; ix < xb; ix++) {
+            idx[ix] = block_cell(e, tl, ix, iy);
+            if (idx[ix] >= 0) {
+                if (x0 < 0) x0 = ix;
+                x1 = ix + 1;
+                cnt++;
+            }
+        }
+        if (cnt == 0) continue;
+        if (d > RULE_MAX_D || cnt * 2 < x1 - x0) {
+            for (ix = x0; ix < x1; ix++) {
+                const float *re = rrow + ix, *im = re + d * SS;
+                if (idx[ix] < 0) continue;
+                for (k = 0; k < d; k++)
+                    if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
+                e->keep[idx[ix]] = ath_step_rule(cur_of(e, idx[ix]), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
+                                                 e->cfg.unitary, e->newst + idx[ix] * d) > e->cfg.threshold;
+            }
+            continue;
+        }
+        for (ix = x0; ix < x1; ix++) {
+            const int64_t j = ix - x0;
+            if (idx[ix] >= 0) {
+                const ath_cf32 *v = cur_of(e, idx[ix]);
+                for (k = 0; k < d; k++) {
+                    pre[k * BT + j] = v[k].re;
+                    pim[k * BT + j] = v[k].im;
+                }
+            } else {
+                for (k = 0; k < d; k++) pre[k * BT + j] = pim[k * BT + j] = 0.0;
+            }
+        }
+        rule_planar(pre, pim, rrow + x0, rrow + x0 + d * SS, (ptrdiff_t)SS, x1 - x0, d, e->cfg.gamma_decay,
+                    e->cfg.unitary, ore, oim, norm, nonfin);
+        for (ix = x0; ix < x1; ix++) {
+            const int64_t j = ix - x0;
+            ath_cf32 *o;
+            if (idx[ix] < 0) continue;
+            o = e->newst + idx[ix] * d;
+            if (nonfin[j] != 0.0) bad = 1;
+            for (k = 0; k < d; k++) {
+                o[k].re = ore[k * BT + j];
+                o[k].im = oim[k * BT + j];
+            }
+            e->keep[idx[ix]] = norm[j] > e->cfg.threshold;
         }
     }
     return bad;
@@ -1274,7 +1513,10 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
     nthreads = omp_get_max_threads();
     if (nthreads < 1) nthreads = 1;
 #endif
-    st = build_eval_set(e, &n, err);
+    if (e->cfg.extent != ATH_EXTENT_PERIODIC && e->twin <= MASK_TWIN_MAX)
+        st = build_eval_set_mask(e, &n, err);
+    else
+        st = build_eval_set(e, &n, err);
     if (st == ATH_OK) st = scratch_reserve(e, nthreads, !use_tiles, n, err);
     if (st == ATH_OK) st = e_alloc(e, n, err);
     if (st == ATH_OK) st = order_eval_set(e, n, err);
