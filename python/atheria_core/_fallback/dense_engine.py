@@ -17,7 +17,7 @@ import numpy as np
 
 from ._args import (MAX_D_STATE, MAX_GRID_SIZE, MAX_REGION_CELLS, as_bool, as_choice, as_device, as_float,
                     as_int, as_seed, check_finite, parse_roi, to_complex64)
-from .engine import load_model_callable
+from .engine import ModelSlot
 from .models import ModelSpec, describe_model, model_output
 from .rule import apply_rule
 from .vacuum import vacuum_region
@@ -30,7 +30,7 @@ logger = logging.getLogger("atheria_core._fallback")
 MAX_INPUT_FLOATS = 1 << 30
 
 
-class DenseEngine:
+class DenseEngine(ModelSlot):
     """Dense bounded universe of grid_size × grid_size cells, d_state channels each."""
 
     def __init__(self, grid_size: int, d_state: int, device: str = "cpu", *,
@@ -96,26 +96,6 @@ class DenseEngine:
         self._check_model(spec)
         spec.reset()
         self._model = spec
-
-    def has_model(self) -> bool:
-        return self._model is not None
-
-    def load_model(self, path: str) -> bool:
-        """Loads a TorchScript file; False + get_last_error() on failure (engine unchanged)."""
-        p = path
-        try:
-            model = load_model_callable(p, self._device)
-            self.set_model(model)
-        except Exception as exc:  # noqa: BLE001 - the contract is "False + message"
-            self._last_error = str(exc) or type(exc).__name__
-            logger.warning("DenseEngine.load_model(%r) failed: %s", p, self._last_error)
-            return False
-        self._last_error = ""
-        return True
-
-    def get_last_error(self) -> str:
-        """Message of the last failed load_model / step ('' if none)."""
-        return self._last_error
 
     # ----------------------------------------------------------------- step
     def _forward(self, spec: ModelSpec, x: np.ndarray) -> np.ndarray:

@@ -47,7 +47,39 @@ def load_model_callable(path: Any, device: str) -> Any:
     return loader.load_model_for_engine(path, device)
 
 
-class Engine:
+class ModelSlot:
+    """``has_model`` / ``load_model`` / ``get_last_error``, shared by Engine and DenseEngine.
+
+    The host class provides ``set_model``, ``_model``, ``_device`` and ``_last_error``."""
+
+    _model: Any
+    _device: str
+    _last_error: str
+
+    def set_model(self, model: Any) -> None:  # pragma: no cover - provided by the host class
+        raise NotImplementedError
+
+    def has_model(self) -> bool:
+        return self._model is not None
+
+    def load_model(self, path: str) -> bool:
+        """Loads a TorchScript file; False + get_last_error() on failure (engine unchanged)."""
+        try:
+            model = load_model_callable(path, self._device)
+            self.set_model(model)
+        except Exception as exc:  # noqa: BLE001 - the contract is "False + message"
+            self._last_error = str(exc) or type(exc).__name__
+            logger.warning("%s.load_model(%r) failed: %s", type(self).__name__, path, self._last_error)
+            return False
+        self._last_error = ""
+        return True
+
+    def get_last_error(self) -> str:
+        """Message of the last failed load_model / step ('' if none)."""
+        return self._last_error
+
+
+class Engine(ModelSlot):
     """Sparse universe: matter in a map, absent cells read as the background (DESIGN §3)."""
 
     def __init__(self, d_state: int, device: str = "cpu", grid_size: int = 64, *,
@@ -214,26 +246,6 @@ class Engine:
         out = spec.obj(np.zeros((1, 2 * self._d, p, p), dtype=np.float32))
         out = model_output(out, (1, 2 * self._d, p, p), allow_center=True)
         return 0 if np.any(out != 0) else 1
-
-    def has_model(self) -> bool:
-        return self._model is not None
-
-    def load_model(self, path: str) -> bool:
-        """Loads a TorchScript file; False + get_last_error() on failure (engine unchanged)."""
-        p = path
-        try:
-            model = load_model_callable(p, self._device)
-            self.set_model(model)
-        except Exception as exc:  # noqa: BLE001 - the contract is "False + message"
-            self._last_error = str(exc) or type(exc).__name__
-            logger.warning("Engine.load_model(%r) failed: %s", p, self._last_error)
-            return False
-        self._last_error = ""
-        return True
-
-    def get_last_error(self) -> str:
-        """Message of the last failed load_model / step ('' if none)."""
-        return self._last_error
 
     def _run_model(self, batch: np.ndarray) -> np.ndarray:
         """Float32 (b, 2d, p, p) patches -> float32 (b, 2d) δ at the patch centres."""
