@@ -47,3 +47,14 @@ def demo_root(tmp_path_factory):
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     return str(root)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Runs a test module with one torch intra-op thread (tiny models are fastest so, and
+    the CI machine is shared), restoring the previous count afterwards."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,12 +23,7 @@ DEMOS = ["DEMO_UNET", "DEMO_UNET_UNITARY", "DEMO_UNET_CONVLSTM", "DEMO_LOCAL_CON
 STEPS = 12
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _setup(demo_root: str, name: str):

@@ -14,13 +14,7 @@ from atheria_core import experiments as E  # noqa: E402
 from atheria_core.models import build_model  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tiny models run fastest on one intra-op thread (and the CI box is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,13 +13,7 @@ from atheria_core.motor import (AetheriaMotor, Aetheria_Motor, apply_tool_numpy,
                                 harmonic_vacuum)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tiny models run fastest on one intra-op thread (and the CI box is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MASK = (1 << 64) - 1

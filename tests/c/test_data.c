@@ -15,19 +15,7 @@
 #include "atheria/vacuum.h"
 #include "atheria/viz.h"
 
-static int g_passed = 0, g_failed = 0;
-
-#define CHECK(cond, ...)                                                \
-    do {                                                                \
-        if (cond) {                                                     \
-            g_passed++;                                                 \
-        } else {                                                        \
-            g_failed++;                                                 \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                               \
-            fputc('\n', stderr);                                        \
-        }                                                               \
-    } while (0)
+#include "check.h"
 
 /* A tiny deterministic PRNG for the tests (xorshift64*). */
 static uint64_t rng_state = 0x1234567887654321ULL;
@@ -832,6 +820,5 @@ int main(void) {
     scalarmap_fuzz();
     test_vacuum();
     test_viz();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }

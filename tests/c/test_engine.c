@@ -17,19 +17,7 @@
 #include "atheria/engine.h"
 #include "atheria/model.h"
 
-static int g_passed, g_failed;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            g_passed++;                                                                            \
-        } else {                                                                                   \
-            g_failed++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 #define CHECK_OK(expr)                                                                             \
     do {                                                                                           \
@@ -972,6 +960,5 @@ int main(void) {
     test_dense_vs_reference();
     test_exactness();
     test_morton_order();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }
