@@ -1,4 +1,5 @@
 /* Integer lattice coordinates: hashing and Morton (Z-order) sorting. */
+#include "atheria/alloc.h"
 #include "atheria/coord.h"
 
 #include <stdlib.h>
@@ -70,7 +71,7 @@ void ath_coord_sort_morton(ath_coord *coords, size_t n) {
     if (coords == NULL || n < 2) return;
     /* Precomputing the keys makes the sort several times faster; without the
      * scratch memory, fall back to the in-place comparator (same order). */
-    tmp = n <= SIZE_MAX / sizeof *tmp ? (keyed_coord *)malloc(n * sizeof *tmp) : NULL;
+    tmp = n <= SIZE_MAX / sizeof *tmp ? (keyed_coord *)ath_malloc(n * sizeof *tmp) : NULL;
     if (tmp == NULL) {
         qsort(coords, n, sizeof *coords, ath_coord_compare_morton);
         return;
@@ -81,5 +82,5 @@ void ath_coord_sort_morton(ath_coord *coords, size_t n) {
     }
     qsort(tmp, n, sizeof *tmp, compare_keyed);
     for (i = 0; i < n; i++) coords[i] = tmp[i].c;
-    free(tmp);
+    ath_free(tmp);
 }

@@ -8,6 +8,7 @@
  * output is used.  For a conv stack that is exactly circular padding at
  * every layer (the outer R ring absorbs the zero-padding artefacts), so
  * models of unknown receptive radius are refused. */
+#include "atheria/alloc.h"
 #include "atheria/dense_engine.h"
 
 #include "atheria/engine.h" /* ath_step_rule */
@@ -85,23 +86,23 @@ ath_status ath_dense_create(const ath_dense_config *cfg, ath_dense_engine **out,
     if (!isfinite(cfg->vacuum_strength) || cfg->vacuum_strength < 0.0)
         return ath_error_set(err, ATH_ERR_INVALID,
                              "vacuum_strength must be finite and >= 0, got %g", cfg->vacuum_strength);
-    e = (ath_dense_engine *)calloc(1, sizeof *e);
+    e = (ath_dense_engine *)ath_calloc(1, sizeof *e);
     if (e == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory");
     e->cfg = *cfg;
     e->cfg.periodic = cfg->periodic ? 1 : 0;
     e->cfg.unitary = cfg->unitary ? 1 : 0;
     st = ath_vacuum_init(&e->vac, cfg->d_state, cfg->seed, cfg->vacuum_strength, err);
     if (st != ATH_OK) {
-        free(e);
+        ath_free(e);
         return st;
     }
     n = (size_t)(cfg->grid_size * cfg->grid_size * cfg->d_state);
-    e->field = (ath_cf32 *)malloc(n * sizeof(ath_cf32));
-    e->next = (ath_cf32 *)malloc(n * sizeof(ath_cf32));
+    e->field = (ath_cf32 *)ath_malloc(n * sizeof(ath_cf32));
+    e->next = (ath_cf32 *)ath_malloc(n * sizeof(ath_cf32));
     if (e->field == NULL || e->next == NULL) {
-        free(e->field);
-        free(e->next);
-        free(e);
+        ath_free(e->field);
+        ath_free(e->next);
+        ath_free(e);
         return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for a %lld x %lld x %lld field",
                              (long long)cfg->grid_size, (long long)cfg->grid_size,
                              (long long)cfg->d_state);
@@ -113,12 +114,12 @@ ath_status ath_dense_create(const ath_dense_config *cfg, ath_dense_engine **out,
 
 void ath_dense_destroy(ath_dense_engine *e) {
     if (e == NULL) return;
-    free(e->field);
-    free(e->next);
-    free(e->in_buf);
-    free(e->out_buf);
-    free(e->row_norms);
-    free(e);
+    ath_free(e->field);
+    ath_free(e->next);
+    ath_free(e->in_buf);
+    ath_free(e->out_buf);
+    ath_free(e->row_norms);
+    ath_free(e);
 }
 
 const ath_dense_config *ath_dense_get_config(const ath_dense_engine *e) { return e ? &e->cfg : NULL; }
@@ -182,15 +183,15 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
     plane = hp * hp;
     need = (size_t)(2 * d * plane);
     if (need > e->buf_floats) {
-        float *a = (float *)malloc(need * sizeof(float));
-        float *b = (float *)malloc(need * sizeof(float));
+        float *a = (float *)ath_malloc(need * sizeof(float));
+        float *b = (float *)ath_malloc(need * sizeof(float));
         if (a == NULL || b == NULL) {
-            free(a);
-            free(b);
+            ath_free(a);
+            ath_free(b);
             return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the model input");
         }
-        free(e->in_buf);
-        free(e->out_buf);
+        ath_free(e->in_buf);
+        ath_free(e->out_buf);
         e->in_buf = a;
         e->out_buf = b;
         e->buf_floats = need;
@@ -236,12 +237,12 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
         nthreads = omp_get_max_threads();
 #endif
         if ((size_t)(nthreads * g) > e->row_norms_n) {
-            double *rows = (double *)malloc((size_t)(nthreads * g) * sizeof(double));
+            double *rows = (double *)ath_malloc((size_t)(nthreads * g) * sizeof(double));
             if (rows == NULL) {
                 if (m->ops->discard_memory != NULL) m->ops->discard_memory(m->ctx);
                 return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the update");
             }
-            free(e->row_norms);
+            ath_free(e->row_norms);
             e->row_norms = rows;
             e->row_norms_n = (size_t)(nthreads * g);
         }

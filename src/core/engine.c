@@ -23,6 +23,7 @@
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
 #define _DEFAULT_SOURCE /* mmap / madvise */
 #endif
+#include "atheria/alloc.h"
 #include "atheria/engine.h"
 
 #include <math.h>
@@ -47,6 +48,7 @@ static void *salloc(size_t bytes) {
     if (bytes == 0) bytes = 1;
 #ifdef ATH_ENGINE_MMAP
     if (bytes >= BIG_SCRATCH) {
+        if (ath_alloc_should_fail()) return NULL;
         void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) return NULL;
 #ifdef MADV_HUGEPAGE
@@ -55,7 +57,7 @@ static void *salloc(size_t bytes) {
         return p;
     }
 #endif
-    return malloc(bytes);
+    return ath_malloc(bytes);
 }
 
 /* bytes: exactly what was passed to salloc (0 for NULL). */
@@ -68,7 +70,7 @@ static void sfree(void *p, size_t bytes) {
         return;
     }
 #endif
-    free(p);
+    ath_free(p);
 }
 
 typedef struct tslot {
@@ -260,36 +262,36 @@ ath_status ath_engine_create(const ath_engine_config *cfg, ath_engine **out, ath
     if (cfg == NULL || out == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL argument");
     st = validate_config(cfg, err);
     if (st != ATH_OK) return st;
-    e = (ath_engine *)calloc(1, sizeof *e);
+    e = (ath_engine *)ath_calloc(1, sizeof *e);
     if (e == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     e->cfg = *cfg;
     st = ath_vacuum_init(&e->vac, cfg->d_state, cfg->seed, cfg->vacuum_strength, err);
     if (st != ATH_OK) {
-        free(e);
+        ath_free(e);
         return st;
     }
     st = ath_cellmap_create(cfg->d_state, &e->matter, err);
     if (st == ATH_OK) st = ath_cellmap_create(cfg->d_state, &e->next, err);
     if (st != ATH_OK) {
         ath_cellmap_destroy(e->matter);
-        free(e);
+        ath_free(e);
         return st;
     }
     e->radius = (cfg->patch - 1) / 2;
     e->twin = (e->radius + TILE - 1) / TILE;
-    e->window = (struct tile_window *)malloc(sizeof(struct tile_window));
+    e->window = (struct tile_window *)ath_malloc(sizeof(struct tile_window));
     if (e->window == NULL) {
         ath_cellmap_destroy(e->matter);
         ath_cellmap_destroy(e->next);
-        free(e);
+        ath_free(e);
         return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     }
-    e->zeros = (ath_cf32 *)calloc((size_t)cfg->d_state, sizeof(ath_cf32));
+    e->zeros = (ath_cf32 *)ath_calloc((size_t)cfg->d_state, sizeof(ath_cf32));
     if (e->zeros == NULL) {
         ath_cellmap_destroy(e->matter);
         ath_cellmap_destroy(e->next);
-        free(e->window);
-        free(e);
+        ath_free(e->window);
+        ath_free(e);
         return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     }
     e->channels = 2 * cfg->d_state;
@@ -308,14 +310,14 @@ void ath_engine_destroy(ath_engine *e) {
     ath_cellmap_destroy(e->matter);
     ath_cellmap_destroy(e->next);
     step_release(e);
-    free(e->twindows);
-    free(e->window);
-    free(e->zeros);
-    free(e->bg_scratch);
-    free(e->btable);
-    free(e->blocks);
-    free(e->border);
-    free(e);
+    ath_free(e->twindows);
+    ath_free(e->window);
+    ath_free(e->zeros);
+    ath_free(e->bg_scratch);
+    ath_free(e->btable);
+    ath_free(e->blocks);
+    ath_free(e->border);
+    ath_free(e);
 }
 
 const ath_engine_config *ath_engine_get_config(const ath_engine *e) { return e ? &e->cfg : NULL; }
@@ -592,7 +594,7 @@ static ath_status grow(void **p, size_t *cap, size_t need, size_t elem, ath_erro
     if (need <= *cap) return ATH_OK;
     n = *cap > 0 ? *cap : 1024;
     while (n < need) n *= 2;
-    q = realloc(*p, n * elem);
+    q = ath_realloc(*p, n * elem);
     if (q == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     *p = q;
     *cap = n;
@@ -1018,11 +1020,11 @@ static ath_status scratch_reserve(ath_engine *e, int nthreads, int patches, size
         e->in_floats = per;
     }
     if ((size_t)nthreads > e->nscratch) {
-        ath_cf32 *s = (ath_cf32 *)realloc(e->bg_scratch, (size_t)nthreads * d * sizeof(ath_cf32));
+        ath_cf32 *s = (ath_cf32 *)ath_realloc(e->bg_scratch, (size_t)nthreads * d * sizeof(ath_cf32));
         tile_window *w;
         if (s == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
         e->bg_scratch = s;
-        w = (tile_window *)realloc(e->twindows, (size_t)nthreads * sizeof(tile_window));
+        w = (tile_window *)ath_realloc(e->twindows, (size_t)nthreads * sizeof(tile_window));
         if (w == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
         e->twindows = w;
         e->nscratch = (size_t)nthreads;
@@ -1152,14 +1154,14 @@ static int64_t block_get(ath_engine *e, size_t *nb, int64_t bx, int64_t by, int6
     size_t s;
     if (2 * (*nb + 1) > e->bcap) {
         const size_t cap = e->bcap > 0 ? 2 * e->bcap : 256;
-        tslot *nt = (tslot *)malloc(cap * sizeof *nt);
+        tslot *nt = (tslot *)ath_malloc(cap * sizeof *nt);
         size_t i;
         if (nt == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (block table)"), -1;
         for (i = 0; i < cap; i++) nt[i].x = EMPTY_X;
         for (i = 0; i < e->bcap; i++)
             if (e->btable[i].x != EMPTY_X)
                 nt[tile_probe(nt, cap - 1, e->btable[i].x, e->btable[i].y, e->btable[i].z)] = e->btable[i];
-        free(e->btable);
+        ath_free(e->btable);
         e->btable = nt;
         e->bcap = cap;
     }
@@ -1793,11 +1795,11 @@ ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int6
                              (long long)radius);
     side = 2 * radius + 1;
     cap = (size_t)(side * side);
-    cs = (ath_coord *)malloc(cap * sizeof *cs);
-    vs = (ath_cf32 *)malloc(cap * (size_t)d * sizeof *vs);
+    cs = (ath_coord *)ath_malloc(cap * sizeof *cs);
+    vs = (ath_cf32 *)ath_malloc(cap * (size_t)d * sizeof *vs);
     if (cs == NULL || vs == NULL) {
-        free(cs);
-        free(vs);
+        ath_free(cs);
+        ath_free(vs);
         return ath_error_set(err, ATH_ERR_NOMEM, "activate_neighborhood: out of memory");
     }
     for (dy = -radius; dy <= radius; dy++) {
@@ -1815,8 +1817,8 @@ ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int6
         }
     }
     st = ath_cellmap_set_many(e->matter, n, cs, vs, err);
-    free(cs);
-    free(vs);
+    ath_free(cs);
+    ath_free(vs);
     return st;
 }
 
@@ -1833,7 +1835,7 @@ ath_status ath_engine_query_radius(const ath_engine *e, ath_coord center, double
         return ath_error_set(err, ATH_ERR_INVALID, "query_radius: radius must be finite and >= 0, got %g",
                              radius);
     mc = ath_cellmap_coords(e->matter);
-    res = (ath_coord *)malloc((nm > 0 ? nm : 1) * sizeof *res);
+    res = (ath_coord *)ath_malloc((nm > 0 ? nm : 1) * sizeof *res);
     if (res == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "query_radius: out of memory");
     r2 = radius * radius;
     for (i = 0; i < nm; i++) {

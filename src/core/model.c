@@ -13,6 +13,7 @@
  * (the centre dilated by the remaining receptive radius, clipped to the
  * item).  For a p x p patch with p = 2R + 1 that is the whole item at the
  * first layer and a single pixel at the last. */
+#include "atheria/alloc.h"
 #include "atheria/model.h"
 
 #include <math.h>
@@ -28,7 +29,7 @@
 void ath_model_destroy(ath_model *model) {
     if (model == NULL) return;
     if (model->ops != NULL && model->ops->destroy != NULL) model->ops->destroy(model->ctx);
-    free(model);
+    ath_free(model);
 }
 
 /* Largest number of floats in one forward batch (16 GiB of float32). */
@@ -94,7 +95,7 @@ ath_status ath_model_probe_zero(ath_model *model, int64_t channels, int64_t h, i
     shape[2] = h;
     shape[3] = w;
     n = (size_t)(channels * h * w);
-    buf = (float *)calloc(2 * n, sizeof(float));
+    buf = (float *)ath_calloc(2 * n, sizeof(float));
     if (buf == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "probe: out of memory");
     st = ath_model_forward(model, buf, shape, buf + n, 1, &lay, err);
     if (st == ATH_OK) {
@@ -107,7 +108,7 @@ ath_status ath_model_probe_zero(ath_model *model, int64_t channels, int64_t h, i
             }
         }
     }
-    free(buf);
+    ath_free(buf);
     return st;
 }
 
@@ -140,7 +141,7 @@ ath_status ath_model_zero_create(int64_t channels, ath_model **out, ath_error *e
     if (channels == 0 || channels < -1 || channels > 2 * (int64_t)ATH_MAX_D_STATE)
         return ath_error_set(err, ATH_ERR_INVALID, "zero model: bad channel count %lld",
                              (long long)channels);
-    m = (ath_model *)calloc(1, sizeof *m);
+    m = (ath_model *)ath_calloc(1, sizeof *m);
     if (m == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "zero model: out of memory");
     m->ops = &zero_ops;
     m->ctx = NULL;
@@ -404,9 +405,9 @@ typedef struct conv_plan {
 } conv_plan;
 
 static void conv_plan_free(conv_plan *p) {
-    free(p->out);
-    free(p->pad);
-    free(p->stride);
+    ath_free(p->out);
+    ath_free(p->pad);
+    ath_free(p->stride);
 }
 
 static ath_status conv_plan_make(const conv_ctx *c, int64_t H, int64_t W, int want_center, conv_plan *p,
@@ -414,9 +415,9 @@ static ath_status conv_plan_make(const conv_ctx *c, int64_t H, int64_t W, int wa
     const size_t n = c->n_layers;
     size_t l;
     p->n = n;
-    p->out = (win *)malloc(n * sizeof(win));
-    p->pad = (win *)malloc(n * sizeof(win));
-    p->stride = (int64_t *)malloc(n * sizeof(int64_t));
+    p->out = (win *)ath_malloc(n * sizeof(win));
+    p->pad = (win *)ath_malloc(n * sizeof(win));
+    p->stride = (int64_t *)ath_malloc(n * sizeof(int64_t));
     if (p->out == NULL || p->pad == NULL || p->stride == NULL) {
         conv_plan_free(p);
         return ath_error_set(err, ATH_ERR_NOMEM, "conv model: out of memory");
@@ -602,7 +603,7 @@ static ath_status conv_forward(void *ctx, const float *in, const int64_t shape[4
     split_items = nthreads > 1 && B >= 2 * (int64_t)nthreads;
     n_floats = split_items ? (size_t)nthreads * per_thread
                            : 2 * plan.buf_floats + (size_t)nthreads * rowbuf_floats;
-    scratch = (float *)malloc(n_floats * sizeof(float));
+    scratch = (float *)ath_malloc(n_floats * sizeof(float));
     if (scratch == NULL) {
         conv_plan_free(&plan);
         return ath_error_set(err, ATH_ERR_NOMEM, "conv model: out of memory for %zu floats", n_floats);
@@ -629,7 +630,7 @@ static ath_status conv_forward(void *ctx, const float *in, const int64_t shape[4
         }
 #endif
     }
-    free(scratch);
+    ath_free(scratch);
     conv_plan_free(&plan);
     *layout = want_center ? ATH_OUT_CENTER : ATH_OUT_FULL;
     return ATH_OK;
@@ -640,11 +641,11 @@ static void conv_destroy(void *ctx) {
     size_t l;
     if (c == NULL) return;
     for (l = 0; l < c->n_layers; l++) {
-        free(c->layers[l].wt);
-        free(c->layers[l].bias);
+        ath_free(c->layers[l].wt);
+        ath_free(c->layers[l].bias);
     }
-    free(c->layers);
-    free(c);
+    ath_free(c->layers);
+    ath_free(c);
 }
 
 static const ath_model_ops conv_ops = {"conv", conv_forward, NULL, NULL, NULL, conv_destroy};
@@ -714,9 +715,9 @@ ath_status ath_model_conv_create(size_t n_layers, const ath_conv_layer_spec *lay
                              (long long)layers[0].in_channels,
                              (long long)layers[n_layers - 1].out_channels);
 
-    c = (conv_ctx *)calloc(1, sizeof *c);
-    m = (ath_model *)calloc(1, sizeof *m);
-    if (c != NULL) c->layers = (conv_layer *)calloc(n_layers, sizeof *c->layers);
+    c = (conv_ctx *)ath_calloc(1, sizeof *c);
+    m = (ath_model *)ath_calloc(1, sizeof *m);
+    if (c != NULL) c->layers = (conv_layer *)ath_calloc(n_layers, sizeof *c->layers);
     if (c == NULL || m == NULL || c->layers == NULL) goto nomem;
     c->n_layers = n_layers;
     c->act = activation;
@@ -731,8 +732,8 @@ ath_status ath_model_conv_create(size_t n_layers, const ath_conv_layer_spec *lay
         L->k = K;
         L->op = OP;
         if (OP > c->max_op) c->max_op = OP;
-        L->wt = (float *)calloc((size_t)(K * K * I * OP), sizeof(float));
-        L->bias = (float *)calloc((size_t)OP, sizeof(float));
+        L->wt = (float *)ath_calloc((size_t)(K * K * I * OP), sizeof(float));
+        L->bias = (float *)ath_calloc((size_t)OP, sizeof(float));
         if (L->wt == NULL || L->bias == NULL) goto nomem;
         for (o = 0; o < O; o++)
             for (i = 0; i < I; i++)
@@ -752,6 +753,6 @@ ath_status ath_model_conv_create(size_t n_layers, const ath_conv_layer_spec *lay
 nomem:
     if (c != NULL && c->layers != NULL) c->n_layers = n_layers; /* layers are zeroed: free is safe */
     conv_destroy(c);
-    free(m);
+    ath_free(m);
     return ath_error_set(err, ATH_ERR_NOMEM, "conv model: out of memory");
 }

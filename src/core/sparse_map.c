@@ -13,6 +13,7 @@
  * Every growing operation allocates everything it needs before touching the
  * map, so a failed allocation leaves the map exactly as it was.
  */
+#include "atheria/alloc.h"
 #include "atheria/sparse_map.h"
 
 #include <stdlib.h>
@@ -46,7 +47,7 @@ static size_t grown_capacity(size_t cap, size_t need) {
 }
 
 static uint32_t *table_alloc(size_t tsize) {
-    uint32_t *t = (uint32_t *)malloc(tsize * sizeof *t);
+    uint32_t *t = (uint32_t *)ath_malloc(tsize * sizeof *t);
     if (t != NULL) memset(t, 0xFF, tsize * sizeof *t);
     return t;
 }
@@ -94,7 +95,7 @@ ath_status ath_cellmap_create(int64_t d_state, ath_cellmap **out, ath_error *err
     if (d_state < 1 || d_state > ATH_MAX_D_STATE)
         return ath_error_set(err, ATH_ERR_INVALID, "d_state must be in [1, %d], got %lld",
                              ATH_MAX_D_STATE, (long long)d_state);
-    m = (ath_cellmap *)calloc(1, sizeof *m);
+    m = (ath_cellmap *)ath_calloc(1, sizeof *m);
     if (m == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cellmap_create: out of memory");
     m->d = d_state;
     *out = m;
@@ -103,10 +104,10 @@ ath_status ath_cellmap_create(int64_t d_state, ath_cellmap **out, ath_error *err
 
 void ath_cellmap_destroy(ath_cellmap *map) {
     if (map == NULL) return;
-    free(map->coords);
-    free(map->states);
-    free(map->table);
-    free(map);
+    ath_free(map->coords);
+    ath_free(map->states);
+    ath_free(map->table);
+    ath_free(map);
 }
 
 int64_t ath_cellmap_d_state(const ath_cellmap *map) { return map != NULL ? map->d : 0; }
@@ -136,9 +137,9 @@ static ath_status cell_grow(ath_cellmap *m, size_t need, size_t want_cap, ath_er
                                  tsize);
     }
     if (m->coords_cap < want_cap) {
-        ath_coord *c = (ath_coord *)realloc(m->coords, want_cap * sizeof *c);
+        ath_coord *c = (ath_coord *)ath_realloc(m->coords, want_cap * sizeof *c);
         if (c == NULL) {
-            free(table);
+            ath_free(table);
             return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (%zu cells)",
                                  want_cap);
         }
@@ -146,10 +147,10 @@ static ath_status cell_grow(ath_cellmap *m, size_t need, size_t want_cap, ath_er
         m->coords_cap = want_cap;
     }
     if (m->states_cap < want_cap) {
-        ath_cf32 *s = (ath_cf32 *)realloc(m->states, want_cap * (size_t)m->d * sizeof *s);
+        ath_cf32 *s = (ath_cf32 *)ath_realloc(m->states, want_cap * (size_t)m->d * sizeof *s);
         if (s == NULL) {
             /* coords[] may have grown; that changes no content. */
-            free(table);
+            ath_free(table);
             return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (%zu cells)",
                                  want_cap);
         }
@@ -158,7 +159,7 @@ static ath_status cell_grow(ath_cellmap *m, size_t need, size_t want_cap, ath_er
     }
     if (table != NULL) {
         size_t mask = tsize - 1;
-        free(m->table);
+        ath_free(m->table);
         m->table = table;
         m->tsize = tsize;
         for (i = 0; i < m->size; i++) {
@@ -352,9 +353,9 @@ void ath_cellmap_clear(ath_cellmap *map) {
 
 void ath_cellmap_release(ath_cellmap *map) {
     if (map == NULL) return;
-    free(map->coords);
-    free(map->states);
-    free(map->table);
+    ath_free(map->coords);
+    ath_free(map->states);
+    ath_free(map->table);
     map->coords = NULL;
     map->states = NULL;
     map->table = NULL;
@@ -419,7 +420,7 @@ static inline size_t scalar_probe(const ath_scalarmap *m, int64_t key, int *foun
 ath_status ath_scalarmap_create(ath_scalarmap **out, ath_error *err) {
     ath_scalarmap *m;
     if (out == NULL) return ath_error_set(err, ATH_ERR_INVALID, "scalarmap_create: out is NULL");
-    m = (ath_scalarmap *)calloc(1, sizeof *m);
+    m = (ath_scalarmap *)ath_calloc(1, sizeof *m);
     if (m == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "scalarmap_create: out of memory");
     *out = m;
     return ATH_OK;
@@ -427,10 +428,10 @@ ath_status ath_scalarmap_create(ath_scalarmap **out, ath_error *err) {
 
 void ath_scalarmap_destroy(ath_scalarmap *map) {
     if (map == NULL) return;
-    free(map->keys);
-    free(map->values);
-    free(map->table);
-    free(map);
+    ath_free(map->keys);
+    ath_free(map->values);
+    ath_free(map->table);
+    ath_free(map);
 }
 
 size_t ath_scalarmap_size(const ath_scalarmap *map) { return map != NULL ? map->size : 0; }
@@ -447,18 +448,18 @@ static ath_status scalar_grow(ath_scalarmap *m, size_t need, ath_error *err) {
         if (table == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "scalar map: out of memory");
     }
     if (m->keys_cap < want) {
-        int64_t *k = (int64_t *)realloc(m->keys, want * sizeof *k);
+        int64_t *k = (int64_t *)ath_realloc(m->keys, want * sizeof *k);
         if (k == NULL) {
-            free(table);
+            ath_free(table);
             return ath_error_set(err, ATH_ERR_NOMEM, "scalar map: out of memory");
         }
         m->keys = k;
         m->keys_cap = want;
     }
     if (m->values_cap < want) {
-        double *v = (double *)realloc(m->values, want * sizeof *v);
+        double *v = (double *)ath_realloc(m->values, want * sizeof *v);
         if (v == NULL) {
-            free(table);
+            ath_free(table);
             return ath_error_set(err, ATH_ERR_NOMEM, "scalar map: out of memory");
         }
         m->values = v;
@@ -466,7 +467,7 @@ static ath_status scalar_grow(ath_scalarmap *m, size_t need, ath_error *err) {
     }
     if (table != NULL) {
         size_t mask = tsize - 1;
-        free(m->table);
+        ath_free(m->table);
         m->table = table;
         m->tsize = tsize;
         for (i = 0; i < m->size; i++) {

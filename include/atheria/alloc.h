@@ -1,0 +1,36 @@
+/* atheria/alloc.h — the one allocator of the C core, with fault injection.
+ *
+ * Every heap allocation in src/core goes through these four functions so that
+ * tests can make the N-th allocation fail (SQLite-style fault injection) and
+ * check that each public entry point then returns ATH_ERR_NOMEM and leaves its
+ * object exactly as it was.  With no fault armed they are plain malloc/free
+ * plus one relaxed atomic load. */
+#ifndef ATHERIA_ALLOC_H
+#define ATHERIA_ALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void *ath_malloc(size_t bytes);
+void *ath_calloc(size_t count, size_t size);
+void *ath_realloc(void *p, size_t bytes);
+void ath_free(void *p);
+
+/* Test hook: the n-th allocation from now on (n >= 1) fails, and so does every
+ * one after it while the fault stays armed; n = 0 disarms.  Process-wide (a
+ * test hook, not engine state): use it from one thread. */
+void ath_alloc_fail_after(long n);
+/* Number of allocations that failed by injection since the last arm. */
+long ath_alloc_injected_failures(void);
+
+/* Allocation through the hook for scratch that may come from mmap: identical
+ * failure behaviour, so fault injection covers the big step buffers too. */
+int ath_alloc_should_fail(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
