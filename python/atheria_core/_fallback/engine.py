@@ -26,6 +26,7 @@ import numpy as np
 from ._args import (MAX_D_STATE, MAX_GRID_SIZE, MAX_PATCH, MAX_REGION_CELLS, COORD_LIMIT, as_bool, as_choice,
                     as_coord_int, as_device, as_float, as_int, as_seed, coords_array, parse_coord, parse_roi,
                     states_array)
+from ._guard import Guarded, guard_methods
 from .coord import KeyCodec, KeyIndex, morton_order, unique_rows
 from .models import ModelSpec, describe_model, model_output
 from .rule import apply_rule
@@ -47,7 +48,7 @@ def load_model_callable(path: Any, device: str) -> Any:
     return loader.load_model_for_engine(path, device)
 
 
-class ModelSlot:
+class ModelSlot(Guarded):
     """``has_model`` / ``load_model`` / ``get_last_error``, shared by Engine and DenseEngine.
 
     The host class provides ``set_model``, ``_model``, ``_device`` and ``_last_error``."""
@@ -66,7 +67,7 @@ class ModelSlot:
         """Loads a TorchScript file; False + get_last_error() on failure (engine unchanged)."""
         try:
             model = load_model_callable(path, self._device)
-            self.set_model(model)
+            self._unguarded_set_model(model)  # type: ignore[attr-defined]  # load_model holds the guard
         except Exception as exc:  # noqa: BLE001 - the contract is "False + message"
             self._last_error = str(exc) or type(exc).__name__
             logger.warning("%s.load_model(%r) failed: %s", type(self).__name__, path, self._last_error)
@@ -79,6 +80,14 @@ class ModelSlot:
         return self._last_error
 
 
+#: Engine methods that run under the busy guard (as in the C extension).
+_ENGINE_GUARDED = ("set_model", "load_model", "step", "step_native", "add_particle", "add_particles",
+                   "get_state_at", "get_states", "matter", "get_active_coords", "get_matter_count",
+                   "get_step_count", "clear", "activate_neighborhood", "query_radius", "to_dense",
+                   "compute_visualization", "_stats")
+
+
+@guard_methods(_ENGINE_GUARDED)
 class Engine(ModelSlot):
     """Sparse universe: matter in a map, absent cells read as the background (DESIGN §3)."""
 
@@ -404,7 +413,7 @@ class Engine(ModelSlot):
         if k < 0:
             raise ValueError(f"step: n must be >= 0, got {k}")
         for _ in range(k):
-            self.step_native()
+            self._unguarded_step_native()  # type: ignore[attr-defined]  # step holds the guard
         return len(self._coords)
 
     def _stats(self) -> dict:
