@@ -12,6 +12,7 @@
 #include "atheria/common.h"
 #include "atheria/coord.h"
 #include "atheria/model.h"
+#include "atheria/rule.h"
 #include "atheria/sparse_map.h"
 #include "atheria/vacuum.h"
 #include "atheria/viz.h"
@@ -145,23 +146,7 @@ typedef struct ath_engine_memory {
 } ath_engine_memory;
 void ath_engine_get_memory(const ath_engine *engine, ath_engine_memory *out);
 
-/* DESIGN §3.3 steps 2-5 for one cell, computed in float64 from the float32
- * inputs and rounded to complex64 at the end:
- *   delta_k = complex(delta_re[k*stride], delta_im[k*stride])
- *   unitary: delta_k *= psi_k;  delta_k -= gamma * psi_k;  psi'_k = psi_k + delta_k
- *   n = sqrt(sum_k |psi'_k|^2);  out_k = psi'_k / (n + 1e-9)
- * Returns n (the pre-normalisation norm).  out may alias psi. */
-double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
-                     ptrdiff_t stride, int64_t d_state, double gamma, int unitary, ath_cf32 *out);
-/* The same rule for a row of w cells whose updates are channel-planar
- * (delta_re[k*stride + x]); psi/out hold the w cells' states one after the other.
- * Per cell the arithmetic and its order are those of ath_step_rule (bit-identical),
- * but the loops run channel by channel along the row, which vectorises and avoids
- * walking 2*d_state strided planes per cell.  norm[x] receives each cell's n.
- * Returns 1 if an update value is not finite (out is then still written). */
-int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
-                      ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
-                      ath_cf32 *out, double *norm);
+/* The update rule (ath_step_rule, ath_step_rule_row) lives in atheria/rule.h. */
 
 #ifdef __cplusplus
 }

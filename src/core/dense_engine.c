@@ -11,7 +11,7 @@
 #include "atheria/alloc.h"
 #include "atheria/dense_engine.h"
 
-#include "atheria/engine.h" /* ath_step_rule */
+#include "atheria/rule.h"
 
 #include <math.h>
 #include <stdlib.h>
