@@ -128,6 +128,14 @@ ath_model *ath_engine_get_model(const ath_engine *e) { return e ? e->model : NUL
 
 size_t ath_engine_matter_count(const ath_engine *e) { return e ? ath_cellmap_size(e->matter) : 0; }
 int64_t ath_engine_step_count(const ath_engine *e) { return e ? e->step : 0; }
+
+ath_status ath_engine_set_step_count(ath_engine *e, int64_t step, ath_error *err) {
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (step < 0)
+        return ath_error_set(err, ATH_ERR_INVALID, "set_step_count: step must be >= 0, got %lld", (long long)step);
+    e->step = step;
+    return ATH_OK;
+}
 const ath_cellmap *ath_engine_matter(const ath_engine *e) { return e ? e->matter : NULL; }
 
 void ath_engine_clear(ath_engine *e) {

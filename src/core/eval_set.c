@@ -38,6 +38,7 @@ ath_status ath_eng_build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) 
                 c.x += dx;
                 c.y += dy;
                 if (!ath_eng_map_extent(e, &c)) continue;
+                if (!ath_coord_in_limits(c)) continue; /* beyond the limit: never evaluated */
                 tx = ath_eng_tile_of(c.x);
                 ty = ath_eng_tile_of(c.y);
                 slot = ath_eng_window_entry(e, w, tx, ty);
@@ -162,6 +163,13 @@ ath_status ath_eng_build_eval_set_mask(ath_engine *e, size_t *n_out, ath_error *
             for (dd = 1; dd <= r; dd++) v |= h[cy - dd] | h[cy + dd];
             dil |= ((v >> (TILE * tw)) & 0xFu) << (y * TILE);
         }
+        if (!zero_ext && (TILE * tc.x < -ATH_COORD_LIMIT || TILE * tc.x + TILE - 1 > ATH_COORD_LIMIT ||
+                          TILE * tc.y < -ATH_COORD_LIMIT || TILE * tc.y + TILE - 1 > ATH_COORD_LIMIT))
+            for (l = 0; l < TILE * TILE; l++) {
+                /* cells beyond the coordinate limit are never evaluated (nor kept) */
+                const ath_coord c = ath_coord_make(TILE * tc.x + l % TILE, TILE * tc.y + l / TILE, tc.z);
+                if (!ath_coord_in_limits(c)) dil &= ~(1u << l);
+            }
         if (zero_ext)
             for (l = 0; l < TILE * TILE; l++) {
                 const int64_t x = TILE * tc.x + l % TILE, yy = TILE * tc.y + l / TILE;

@@ -102,7 +102,9 @@ ath_status ath_engine_to_dense_ex(const ath_engine *e, int64_t x0, int64_t y0, i
     if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
     if (x1 < x0 || y1 < y0)
         return ath_error_set(err, ATH_ERR_INVALID, "to_dense: need x0 <= x1 and y0 <= y1");
-    if (!ath_coord_in_limits(ath_coord_make(x0, y0, z)) || !ath_coord_in_limits(ath_coord_make(x1, y1, z)))
+    /* half-open: x1 = y1 = 2**60 + 1 reaches the last addressable cell */
+    if (!ath_coord_in_limits(ath_coord_make(x0, y0, z)) || x1 > ATH_COORD_LIMIT + 1 || y1 > ATH_COORD_LIMIT + 1 ||
+        x1 < -ATH_COORD_LIMIT || y1 < -ATH_COORD_LIMIT)
         return ath_error_set(err, ATH_ERR_RANGE, "to_dense: region out of range (|c| <= 2**60)");
     w = x1 - x0;
     h = y1 - y0;
@@ -149,14 +151,57 @@ ath_status ath_engine_to_dense_ex(const ath_engine *e, int64_t x0, int64_t y0, i
     return ATH_OK;
 }
 
+/* The cells of one axis that activate_neighborhood touches: n values, the
+ * t-th being first + t (wrapped into [0, g) when periodic). */
+typedef struct axis_span {
+    int64_t first, n, g; /* g > 0: periodic wrap */
+} axis_span;
+
+static inline int64_t span_at(axis_span s, int64_t t) {
+    const int64_t v = s.first + t;
+    return s.g > 0 ? ath_eng_wrap(v, s.g) : v;
+}
+
+/* The part of [c - r, c + r] that the extent and the coordinate limit leave:
+ * clipped to the window ('zero'), at most g distinct values ('periodic', in
+ * the order the unclipped loop would first meet them), clipped to
+ * +-ATH_COORD_LIMIT (unbounded).  r <= 2**61 and |c| <= 2**60, so no overflow. */
+static axis_span neighbourhood_span(const ath_engine *e, int64_t c, int64_t r) {
+    const int64_t g = e->cfg.grid_size;
+    int64_t lo = c - r, hi = c + r;
+    axis_span s = {0, 0, 0};
+    switch (e->cfg.extent) {
+    case ATH_EXTENT_ZERO:
+        if (lo < 0) lo = 0;
+        if (hi > g - 1) hi = g - 1;
+        break;
+    case ATH_EXTENT_PERIODIC:
+        s.first = lo;
+        s.n = 2 * r + 1 < g ? 2 * r + 1 : g;
+        s.g = g;
+        return s;
+    case ATH_EXTENT_UNBOUNDED:
+        if (lo < -ATH_COORD_LIMIT) lo = -ATH_COORD_LIMIT;
+        if (hi > ATH_COORD_LIMIT) hi = ATH_COORD_LIMIT;
+        break;
+    }
+    s.first = lo;
+    s.n = hi >= lo ? hi - lo + 1 : 0;
+    return s;
+}
+
+/* Cells handed to the map per insertion (a fixed buffer, whatever the radius). */
+#define ACTIVATE_CHUNK 4096
+
 ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int64_t radius,
                                             ath_error *err) {
     const int64_t d = e != NULL ? e->cfg.d_state : 0;
-    int64_t side, dy, dx;
-    size_t n = 0, cap;
+    axis_span sx, sy;
+    int64_t ty, tx;
+    size_t absent = 0, n = 0;
     ath_coord *cs;
     ath_cf32 *vs;
-    ath_status st;
+    ath_status st = ATH_OK;
 
     if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
     if (radius < 0)
@@ -164,33 +209,52 @@ ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int6
                              (long long)radius);
     if (!ath_coord_in_limits(coord))
         return ath_error_set(err, ATH_ERR_RANGE, "activate_neighborhood: coordinate out of range");
-    if (radius > ((int64_t)1 << 14))
-        return ath_error_set(err, ATH_ERR_INVALID, "activate_neighborhood: radius %lld is too large",
+    if (e->cfg.extent == ATH_EXTENT_UNBOUNDED && radius > ((int64_t)1 << 14))
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "activate_neighborhood: radius %lld is too large for an unbounded universe "
+                             "(at most 2**14)",
                              (long long)radius);
-    side = 2 * radius + 1;
-    cap = (size_t)(side * side);
-    cs = (ath_coord *)ath_malloc(cap * sizeof *cs);
-    vs = (ath_cf32 *)ath_malloc(cap * (size_t)d * sizeof *vs);
+    if (radius > ((int64_t)1 << 61)) radius = (int64_t)1 << 61; /* covers any window */
+    sx = neighbourhood_span(e, coord.x, radius);
+    sy = neighbourhood_span(e, coord.y, radius);
+    if (sx.n == 0 || sy.n == 0) return ATH_OK;
+    if ((double)sx.n * (double)sy.n > (double)ATH_CELLMAP_MAX_CELLS + (double)ath_cellmap_size(e->matter))
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "activate_neighborhood: the %lld x %lld cells around the coordinate exceed the "
+                             "map's limit of %zu cells",
+                             (long long)sx.n, (long long)sy.n, (size_t)ATH_CELLMAP_MAX_CELLS);
+    /* time and memory bounded by the cells touched: count the absent ones first */
+    for (ty = 0; ty < sy.n; ty++)
+        for (tx = 0; tx < sx.n; tx++)
+            absent += ath_cellmap_find(e->matter, ath_coord_make(span_at(sx, tx), span_at(sy, ty), coord.z)) < 0;
+    if (absent == 0) return ATH_OK;
+    if (absent > ATH_CELLMAP_MAX_CELLS - ath_cellmap_size(e->matter))
+        return ath_error_set(err, ATH_ERR_INVALID,
+                             "activate_neighborhood: %zu new cells exceed the map's limit of %zu cells", absent,
+                             (size_t)ATH_CELLMAP_MAX_CELLS);
+    cs = (ath_coord *)ath_malloc(ACTIVATE_CHUNK * sizeof *cs);
+    vs = (ath_cf32 *)ath_malloc(ACTIVATE_CHUNK * (size_t)d * sizeof *vs);
     if (cs == NULL || vs == NULL) {
         ath_free(cs);
         ath_free(vs);
         return ath_error_set(err, ATH_ERR_NOMEM, "activate_neighborhood: out of memory");
     }
-    for (dy = -radius; dy <= radius; dy++) {
-        for (dx = -radius; dx <= radius; dx++) {
-            ath_coord c = coord;
-            c.x += dx;
-            c.y += dy;
-            if (e->cfg.extent == ATH_EXTENT_ZERO && !ath_engine_in_window(e, c)) continue;
-            if (!ath_eng_map_extent(e, &c)) continue;
-            if (!ath_coord_in_limits(c)) continue;
+    /* all-or-nothing: room for every new cell first, then the insertions cannot fail */
+    st = ath_cellmap_reserve(e->matter, ath_cellmap_size(e->matter) + absent, err);
+    for (ty = 0; st == ATH_OK && ty < sy.n; ty++) {
+        for (tx = 0; tx < sx.n; tx++) {
+            const ath_coord c = ath_coord_make(span_at(sx, tx), span_at(sy, ty), coord.z);
             if (ath_cellmap_find(e->matter, c) >= 0) continue;
             cs[n] = c;
             ath_eng_background(e, c, vs + n * (size_t)d);
-            n++;
+            if (++n == ACTIVATE_CHUNK) {
+                st = ath_cellmap_set_many(e->matter, n, cs, vs, err);
+                n = 0;
+                if (st != ATH_OK) break;
+            }
         }
     }
-    st = ath_cellmap_set_many(e->matter, n, cs, vs, err);
+    if (st == ATH_OK && n > 0) st = ath_cellmap_set_many(e->matter, n, cs, vs, err);
     ath_free(cs);
     ath_free(vs);
     return st;
@@ -221,4 +285,54 @@ ath_status ath_engine_query_radius(const ath_engine *e, ath_coord center, double
     *out = res;
     *n_out = n;
     return ATH_OK;
+}
+
+/* Cells handed to the visitor per call. */
+#define VISIT_BATCH 4096
+
+ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_matter_visitor visit, void *ctx,
+                                   ath_error *err) {
+    const size_t nm = e != NULL ? ath_cellmap_size(e->matter) : 0;
+    const size_t d = e != NULL ? (size_t)e->cfg.d_state : 0;
+    const ath_coord *mc;
+    const ath_cf32 *ms;
+    ath_coord *bc;
+    ath_cf32 *bs;
+    size_t i, n = 0;
+    ath_status st = ATH_OK;
+    if (e == NULL || visit == NULL) return ath_error_set(err, ATH_ERR_INVALID, "visit_matter: NULL argument");
+    mc = ath_cellmap_coords(e->matter);
+    ms = ath_cellmap_states(e->matter);
+    if (roi == NULL) {
+        /* the matter is stored as dense arrays: hand them over in batches, no copy */
+        for (i = 0; i < nm && st == ATH_OK; i += VISIT_BATCH) {
+            const size_t k = nm - i < VISIT_BATCH ? nm - i : VISIT_BATCH;
+            st = visit(ctx, mc + i, ms + i * d, k, err);
+        }
+        return st;
+    }
+    if (roi->x1 < roi->x0 || roi->y1 < roi->y0)
+        return ath_error_set(err, ATH_ERR_INVALID, "visit_matter: roi needs x0 <= x1 and y0 <= y1");
+    if (roi->x0 == roi->x1 || roi->y0 == roi->y1 || nm == 0) return ATH_OK;
+    bc = (ath_coord *)ath_malloc(VISIT_BATCH * sizeof *bc);
+    bs = (ath_cf32 *)ath_malloc(VISIT_BATCH * d * sizeof *bs);
+    if (bc == NULL || bs == NULL) {
+        ath_free(bc);
+        ath_free(bs);
+        return ath_error_set(err, ATH_ERR_NOMEM, "visit_matter: out of memory");
+    }
+    for (i = 0; i < nm && st == ATH_OK; i++) {
+        const ath_coord c = mc[i];
+        if (c.z != roi->z || c.x < roi->x0 || c.x >= roi->x1 || c.y < roi->y0 || c.y >= roi->y1) continue;
+        bc[n] = c;
+        memcpy(bs + n * d, ms + i * d, d * sizeof(ath_cf32));
+        if (++n == VISIT_BATCH) {
+            st = visit(ctx, bc, bs, n, err);
+            n = 0;
+        }
+    }
+    if (st == ATH_OK && n > 0) st = visit(ctx, bc, bs, n, err);
+    ath_free(bc);
+    ath_free(bs);
+    return st;
 }
