@@ -31,6 +31,7 @@
 #include "atheria/alloc.h"
 #include "atheria/engine.h"
 #include "atheria/rule.h"
+#include "mix.h"
 
 #include <string.h>
 
@@ -168,9 +169,17 @@ static inline int ath_eng_tile_local(ath_coord c) {
     return (int)((c.y & (TILE - 1)) * TILE + (c.x & (TILE - 1)));
 }
 
+/* Hash of a tile / block key: the components folded by odd multipliers, then
+ * one round of the core's mixer (cheaper than ath_coord_hash's three rounds,
+ * which this probe runs once per neighbour tile; the tables only need spread). */
+static inline uint64_t ath_eng_tslot_hash(int64_t x, int64_t y, int64_t z) {
+    return ath_mix64_inline((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)y * 0xC2B2AE3D27D4EB4Full ^
+                            (uint64_t)z * 0x165667B19E3779F9ull);
+}
+
 /* Slot holding key (x, y, z), or the free slot where it would go (load <= 1/2). */
 static inline size_t ath_eng_tslot_probe(const tslot *t, size_t mask, int64_t x, int64_t y, int64_t z) {
-    size_t i = (size_t)ath_coord_hash(ath_coord_make(x, y, z)) & mask;
+    size_t i = (size_t)ath_eng_tslot_hash(x, y, z) & mask;
     for (;;) {
         const tslot *s = &t[i];
         if (s->x == EMPTY_X || (s->x == x && s->y == y && s->z == z)) return i;
