@@ -54,6 +54,11 @@ typedef struct ath_cf32 {
 /* Coordinates must satisfy |c| <= ATH_COORD_LIMIT so that c +- radius never overflows. */
 #define ATH_COORD_LIMIT ((int64_t)1 << 60)
 
+/* A region of one plane: [x0, x1) x [y0, y1) at z (half-open in x and y). */
+typedef struct ath_roi {
+    int64_t x0, y0, x1, y1, z;
+} ath_roi;
+
 /* OpenMP runtime control (no-ops when built without OpenMP). */
 void ath_set_num_threads(int n);
 int ath_get_max_threads(void);

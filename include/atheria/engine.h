@@ -12,6 +12,7 @@
 #include "atheria/common.h"
 #include "atheria/coord.h"
 #include "atheria/model.h"
+#include "atheria/rule.h"
 #include "atheria/sparse_map.h"
 #include "atheria/vacuum.h"
 #include "atheria/viz.h"
@@ -86,14 +87,29 @@ ath_status ath_engine_step(ath_engine *engine, int64_t *matter_count, ath_error 
 
 size_t ath_engine_matter_count(const ath_engine *engine);
 int64_t ath_engine_step_count(const ath_engine *engine);
+/* Sets the step count (the vacuum background's time); step >= 0, else ATH_ERR_INVALID. */
+ath_status ath_engine_set_step_count(ath_engine *engine, int64_t step, ath_error *err);
 /* Removes all matter and resets the step count to 0. */
 void ath_engine_clear(ath_engine *engine);
 const ath_cellmap *ath_engine_matter(const ath_engine *engine);
 
 /* Inserts the current background value at every absent cell within Chebyshev
- * `radius` of coord in its plane (inside a bounded window only). */
+ * `radius` of coord in its plane (inside a bounded window only, within
+ * +-ATH_COORD_LIMIT).  Time and memory are bounded by the cells it can touch
+ * (window intersected with the square): any radius is accepted with a bounded
+ * extent, at most 2**14 when unbounded (else ATH_ERR_INVALID).  All-or-nothing. */
 ath_status ath_engine_activate_neighborhood(ath_engine *engine, ath_coord coord, int64_t radius,
                                             ath_error *err);
+/* Calls visit(ctx, coords, states, n) on batches of matter cells (states: n*d_state
+ * complex64, in the matter's storage order; the arrays are valid during the call only),
+ * all matter when roi == NULL, else only matter inside roi.  Cost grows with the matter
+ * (with a roi: plus a copy of the cells inside it), never with the whole universe.  A
+ * non-OK return from visit stops the walk and is returned.  visit must not modify the
+ * engine. */
+typedef ath_status (*ath_matter_visitor)(void *ctx, const ath_coord *coords, const ath_cf32 *states,
+                                         size_t n, ath_error *err);
+ath_status ath_engine_visit_matter(const ath_engine *engine, const ath_roi *roi,
+                                   ath_matter_visitor visit, void *ctx, ath_error *err);
 /* Matter coords with Euclidean distance <= radius from center; *out is malloc'd (free()). */
 ath_status ath_engine_query_radius(const ath_engine *engine, ath_coord center, double radius,
                                    ath_coord **out, size_t *n_out, ath_error *err);
@@ -145,23 +161,7 @@ typedef struct ath_engine_memory {
 } ath_engine_memory;
 void ath_engine_get_memory(const ath_engine *engine, ath_engine_memory *out);
 
-/* DESIGN §3.3 steps 2-5 for one cell, computed in float64 from the float32
- * inputs and rounded to complex64 at the end:
- *   delta_k = complex(delta_re[k*stride], delta_im[k*stride])
- *   unitary: delta_k *= psi_k;  delta_k -= gamma * psi_k;  psi'_k = psi_k + delta_k
- *   n = sqrt(sum_k |psi'_k|^2);  out_k = psi'_k / (n + 1e-9)
- * Returns n (the pre-normalisation norm).  out may alias psi. */
-double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
-                     ptrdiff_t stride, int64_t d_state, double gamma, int unitary, ath_cf32 *out);
-/* The same rule for a row of w cells whose updates are channel-planar
- * (delta_re[k*stride + x]); psi/out hold the w cells' states one after the other.
- * Per cell the arithmetic and its order are those of ath_step_rule (bit-identical),
- * but the loops run channel by channel along the row, which vectorises and avoids
- * walking 2*d_state strided planes per cell.  norm[x] receives each cell's n.
- * Returns 1 if an update value is not finite (out is then still written). */
-int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
-                      ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
-                      ath_cf32 *out, double *norm);
+/* The update rule (ath_step_rule, ath_step_rule_row) lives in atheria/rule.h. */
 
 #ifdef __cplusplus
 }

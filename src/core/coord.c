@@ -1,20 +1,15 @@
 /* Integer lattice coordinates: hashing and Morton (Z-order) sorting. */
 #include "atheria/alloc.h"
 #include "atheria/coord.h"
+#include "mix.h"
 
 #include <stdlib.h>
 
-static inline uint64_t coord_mix(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 uint64_t ath_coord_hash(ath_coord c) {
-    uint64_t h = coord_mix((uint64_t)c.x);
-    h = coord_mix(h ^ (uint64_t)c.y);
-    return coord_mix(h ^ (uint64_t)c.z);
+    uint64_t h = ath_mix64_inline((uint64_t)c.x);
+    h = ath_mix64_inline(h ^ (uint64_t)c.y);
+    return ath_mix64_inline(h ^ (uint64_t)c.z);
 }
 
 /* Spreads the low 21 bits of v so that bit i lands at bit 3i. */

@@ -11,7 +11,7 @@
 #include "atheria/alloc.h"
 #include "atheria/dense_engine.h"
 
-#include "atheria/engine.h" /* ath_step_rule */
+#include "atheria/rule.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -164,6 +164,126 @@ ath_status ath_dense_set_model(ath_dense_engine *e, ath_model *model, ath_error 
 
 ath_model *ath_dense_get_model(const ath_dense_engine *e) { return e ? e->model : NULL; }
 
+/* Floats in one band's model input (and as many in its output): a band and
+ * its update stay in cache between the gather and the rule. */
+#define ATH_DENSE_BAND_FLOATS ((int64_t)1 << 18)
+
+/* Grows in_buf / out_buf to `need` floats each (kept across steps). */
+static ath_status dense_buffers(ath_dense_engine *e, size_t need, ath_error *err) {
+    if (need > e->buf_floats) {
+        float *a = (float *)ath_malloc(need * sizeof(float));
+        float *b = (float *)ath_malloc(need * sizeof(float));
+        if (a == NULL || b == NULL) {
+            ath_free(a);
+            ath_free(b);
+            return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the model input");
+        }
+        ath_free(e->in_buf);
+        ath_free(e->out_buf);
+        e->in_buf = a;
+        e->out_buf = b;
+        e->buf_floats = need;
+    }
+    return ATH_OK;
+}
+
+static ath_status dense_row_norms(ath_dense_engine *e, int nthreads, ath_error *err) {
+    const size_t need = (size_t)nthreads * (size_t)e->cfg.grid_size;
+    if (need > e->row_norms_n) {
+        double *rows = (double *)ath_malloc(need * sizeof(double));
+        if (rows == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the update");
+        ath_free(e->row_norms);
+        e->row_norms = rows;
+        e->row_norms_n = need;
+    }
+    return ATH_OK;
+}
+
+/* The step in bands of rows, for models that accept any [B, C, H, W] and whose
+ * output at a pixel depends only on the input within their receptive radius H
+ * (ath_model_accepts_tiles: ZeroModel, the conv stack).  Band [y0, y1) runs as
+ * one item: rows y0 - H .. y1 + H - 1 (periodic: wrapped, and every row padded
+ * circularly by H as the whole-grid path pads; zero: clipped to the grid, so
+ * the model's own zero padding falls on the grid edge as before) and the rule
+ * is applied to the band's rows.  Every output pixel is computed from the same
+ * inputs by the same operations as on the whole grid, so the numbers are the
+ * same, bit for bit; only the buffers are a band instead of the grid (they stay
+ * in cache: one pass over the field instead of four).  New values go to
+ * e->next, swapped in only when every band succeeded. */
+static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error *err) {
+    const int64_t g = e->cfg.grid_size, d = e->cfg.d_state, H = m->receptive_radius;
+    const int periodic = e->cfg.periodic;
+    const int64_t W = periodic ? g + 2 * H : g, col0 = periodic ? H : 0;
+    int64_t bh = ATH_DENSE_BAND_FLOATS / (2 * d * W) - 2 * H, y0;
+    int nthreads = 1, bad = 0;
+    ath_status st;
+    if (bh < 4 * H) bh = 4 * H;
+    if (bh < 8) bh = 8;
+    if (bh > g) bh = g;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+    if (nthreads < 1) nthreads = 1;
+#endif
+    st = dense_buffers(e, (size_t)(2 * d * (bh + 2 * H) * W), err);
+    if (st == ATH_OK) st = dense_row_norms(e, nthreads, err);
+    if (st != ATH_OK) return st;
+    for (y0 = 0; y0 < g && !bad; y0 += bh) {
+        const int64_t y1 = y0 + bh < g ? y0 + bh : g;
+        /* item rows [ylo, yhi) in grid coordinates (periodic: unclipped, wrapped on read) */
+        const int64_t ylo = periodic ? y0 - H : (y0 - H > 0 ? y0 - H : 0);
+        const int64_t yhi = periodic ? y1 + H : (y1 + H < g ? y1 + H : g);
+        const int64_t ih = yhi - ylo, plane = ih * W;
+        int64_t shape[4], iy, y;
+        ath_out_layout layout;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (ih * W * d > 16384)
+#endif
+        for (iy = 0; iy < ih; iy++) {
+            int64_t sy = ylo + iy, x, k;
+            if (periodic) sy = ((sy % g) + g) % g;
+            for (k = 0; k < d; k++) {
+                float *dst_re = e->in_buf + k * plane + iy * W, *dst_im = dst_re + d * plane;
+                for (x = 0; x < W; x++) {
+                    int64_t sx = x - col0;
+                    if (periodic && (sx < 0 || sx >= g)) sx = ((sx % g) + g) % g;
+                    dst_re[x] = e->field[(sy * g + sx) * d + k].re;
+                    dst_im[x] = e->field[(sy * g + sx) * d + k].im;
+                }
+            }
+        }
+        shape[0] = 1;
+        shape[1] = 2 * d;
+        shape[2] = ih;
+        shape[3] = W;
+        st = ath_model_forward(m, e->in_buf, shape, e->out_buf, 0, &layout, err);
+        if (st != ATH_OK) return st;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) reduction(| : bad) num_threads(nthreads) if ((y1 - y0) * g * d > 16384)
+#endif
+        for (y = y0; y < y1; y++) {
+            int tid = 0;
+            const float *re = e->out_buf + (y - ylo) * W + col0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            bad |= ath_step_rule_row(e->field + y * g * d, re, re + d * plane, (ptrdiff_t)plane, g, d,
+                                     e->cfg.gamma_decay, e->cfg.unitary, e->next + y * g * d,
+                                     e->row_norms + (size_t)tid * (size_t)g);
+        }
+    }
+    if (bad)
+        return ath_error_set(err, ATH_ERR_NONFINITE,
+                             "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                             m->ops->name ? m->ops->name : "?");
+    {
+        ath_cf32 *t = e->field;
+        e->field = e->next;
+        e->next = t;
+    }
+    e->step++;
+    return ATH_OK;
+}
+
 ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
     const int64_t g = e != NULL ? e->cfg.grid_size : 0, d = e != NULL ? e->cfg.d_state : 0;
     int64_t R, hp, plane, shape[4], y;
@@ -178,6 +298,8 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
     if (m == NULL) return ath_error_set(err, ATH_ERR_NO_MODEL, "no model set (set_model / load_model)");
     st = check_model(e, m, err);
     if (st != ATH_OK) return st;
+    if (ath_model_accepts_tiles(m) && m->receptive_radius >= 0 && !m->has_memory)
+        return dense_step_bands(e, m, err);
     R = e->cfg.periodic ? m->receptive_radius : 0;
     hp = g + 2 * R;
     plane = hp * hp;

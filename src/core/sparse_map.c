@@ -15,6 +15,7 @@
  */
 #include "atheria/alloc.h"
 #include "atheria/sparse_map.h"
+#include "mix.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +24,6 @@
 #define MIN_TABLE ((size_t)16)
 #define MIN_CAP ((size_t)8)
 
-static inline uint64_t map_mix(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 /* Smallest power of two >= 2*n (and >= MIN_TABLE).  n <= ATH_CELLMAP_MAX_CELLS. */
 static size_t table_size_for(size_t n) {
@@ -398,7 +393,7 @@ struct ath_scalarmap {
 };
 
 static inline size_t scalar_home(const ath_scalarmap *m, int64_t key) {
-    return (size_t)map_mix((uint64_t)key) & (m->tsize - 1);
+    return (size_t)ath_mix64_inline((uint64_t)key) & (m->tsize - 1);
 }
 
 static inline size_t scalar_probe(const ath_scalarmap *m, int64_t key, int *found) {
@@ -471,7 +466,7 @@ static ath_status scalar_grow(ath_scalarmap *m, size_t need, ath_error *err) {
         m->table = table;
         m->tsize = tsize;
         for (i = 0; i < m->size; i++) {
-            size_t j = (size_t)map_mix((uint64_t)m->keys[i]) & mask;
+            size_t j = (size_t)ath_mix64_inline((uint64_t)m->keys[i]) & mask;
             while (table[j] != SLOT_EMPTY) j = (j + 1) & mask;
             table[j] = (uint32_t)i;
         }

@@ -1,7 +1,7 @@
 /* HarmonicVacuum: the procedural vacuum of DESIGN §3.2.
  *
  *   h  = mix(seed); h = mix(h ^ x); h = mix(h ^ y); h = mix(h ^ z);
- *   h  = mix(h ^ step); h = mix(h ^ channel)
+ *   h  = mix(h ^ step); h = mix(h ^ channel)   (mix: splitmix64, mix.h)
  *   u1 = ((h >> 11) + 1) * 2^-53,  u2 = (mix(h) >> 11) * 2^-53
  *   g  = sqrt(-2 ln u1) * cos(2 pi u2),  n = strength * g
  *   psi = complex64(cos n, sin n)
@@ -10,25 +10,15 @@
  * each value is a pure function of its inputs, so the parallel loops give
  * the same numbers for any thread count. */
 #include "atheria/vacuum.h"
+#include "mix.h"
 
 #include <math.h>
 
 #define TWO_POW_M53 (1.0 / 9007199254740992.0) /* 2^-53 */
 #define TWO_PI 6.283185307179586               /* 2 * math.pi */
 
-uint64_t ath_mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+uint64_t ath_mix64(uint64_t z) { return ath_mix64_inline(z); }
 
-static inline uint64_t mix(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 static ath_status check_vacuum(const ath_vacuum *vac, ath_error *err) {
     if (vac == NULL) return ath_error_set(err, ATH_ERR_INVALID, "vacuum: NULL vacuum");
@@ -57,19 +47,19 @@ ath_status ath_vacuum_init(ath_vacuum *vac, int64_t d_state, uint64_t seed, doub
 
 /* Hash of (seed, x, y, z, step), before the channel. */
 static inline uint64_t cell_hash(uint64_t seed, ath_coord c, int64_t step) {
-    uint64_t h = mix(seed);
-    h = mix(h ^ (uint64_t)c.x);
-    h = mix(h ^ (uint64_t)c.y);
-    h = mix(h ^ (uint64_t)c.z);
-    return mix(h ^ (uint64_t)step);
+    uint64_t h = ath_mix64_inline(seed);
+    h = ath_mix64_inline(h ^ (uint64_t)c.x);
+    h = ath_mix64_inline(h ^ (uint64_t)c.y);
+    h = ath_mix64_inline(h ^ (uint64_t)c.z);
+    return ath_mix64_inline(h ^ (uint64_t)step);
 }
 
 static inline void cell_values(uint64_t hc, int64_t d, double strength, ath_cf32 *out) {
     int64_t k;
     for (k = 0; k < d; k++) {
-        uint64_t h = mix(hc ^ (uint64_t)k);
+        uint64_t h = ath_mix64_inline(hc ^ (uint64_t)k);
         double u1 = (double)((h >> 11) + 1) * TWO_POW_M53;
-        double u2 = (double)(mix(h) >> 11) * TWO_POW_M53;
+        double u2 = (double)(ath_mix64_inline(h) >> 11) * TWO_POW_M53;
         double g = sqrt(-2.0 * log(u1)) * cos(TWO_PI * u2);
         double n = strength * g;
         out[k].re = (float)cos(n);

@@ -311,6 +311,8 @@ class Engine(ModelSlot):
     def _evaluation_set(self, M: np.ndarray, codec: KeyCodec) -> np.ndarray:
         """E: matter dilated by r in-plane through the extent, deduplicated, in Morton order."""
         cand = self._fold((M[:, None, :] + self._offsets[None, :, :]).reshape(-1, 3))
+        if self._extent is None:   # cells beyond +-COORD_LIMIT are never evaluated (as the C engine)
+            cand = cand[np.all(np.abs(cand[:, :2]) <= COORD_LIMIT, axis=1)]
         E = unique_rows(cand, codec)
         return np.ascontiguousarray(E[morton_order(E)])
 

@@ -1,0 +1,244 @@
+/* engine_internal.h — the sparse Engine's private state, shared by its files.
+ *
+ * The Engine is split by concept (docs/architecture.md):
+ *   engine.c      lifecycle, model slot, counters, exactness
+ *   extent.c      config validation and window geometry, field_at
+ *   scratch.c     per-step scratch (mmap for big blocks), its release
+ *   tile_index.c  the 4 x 4 tile index of the evaluated set and its window cache
+ *   eval_set.c    the two builders of the evaluated set E
+ *   eval_order.c  E in Morton order (tile order, radix sort when needed)
+ *   eval_patch.c  per-cell patch evaluation (gather, model, rule)
+ *   eval_tile.c   16 x 16 block evaluation for conv models (tiles with halos)
+ *   step.c        the step driver and the commit of the kept cells
+ *   matter_io.c   add / read / view / visit / activate / query matter
+ * One step (step.c):
+ *   1. E = matter cells + every cell within Chebyshev radius r = (patch-1)/2
+ *      in-plane (clipped to / wrapped into a bounded window, never beyond
+ *      ATH_COORD_LIMIT), deduplicated in the tile index (eval_set.c).
+ *   2. E in Morton order (eval_order.c), so everything after is deterministic.
+ *   3. cur[e] = the field at the current step on E (vacuum background only).
+ *   4. The model in fixed chunks (patches, eval_patch.c, or blocks,
+ *      eval_tile.c) and the rule (rule.c) into new[e], keep[e].
+ *   5. Kept cells, in Morton order, replace the matter (in place when the
+ *      kept set is the matter set in storage order).
+ * Every parallel loop writes disjoint slots and every value is computed by a
+ * fixed sequence of operations: results are bit-identical for any thread
+ * count.  The O(cells) scratch lives for one step (freed at its end), so a
+ * universe holds only its cell map between steps. */
+#ifndef ATHERIA_ENGINE_INTERNAL_H
+#define ATHERIA_ENGINE_INTERNAL_H
+
+#include "atheria/alloc.h"
+#include "atheria/engine.h"
+#include "atheria/rule.h"
+#include "mix.h"
+
+#include <string.h>
+
+/* A slot of the tile / block tables: key (x, y, z), value `tile`. */
+typedef struct tslot {
+    int64_t x, y, z; /* tile coordinates; x == EMPTY_X: free slot */
+    int64_t tile;    /* tile number */
+} tslot;
+
+typedef struct skey {
+    uint64_t key;
+    uint64_t idx;
+} skey;
+
+#define EMPTY_X INT64_MIN
+#define TILE 4 /* in-plane tile side (cells); a tile's 16 int32 entries are one cache line */
+/* Half-width (tiles) of the neighbour window: ceil(max radius / TILE). */
+#define TILE_WINDOW_MAX ((ATH_ENGINE_MAX_PATCH / 2 + TILE - 1) / TILE)
+#define TILE_UNKNOWN (-2)
+/* Widest tile window the bitmask build handles (rows of 4 * (2 * twin + 1) bits). */
+#define MASK_TWIN_MAX 2
+/* Step scratch at least this big comes from mmap. */
+#define BIG_SCRATCH ((size_t)1 << 20)
+
+/* Window of tiles around a centre tile (half-width e->twin), resolved lazily. */
+typedef struct tile_window {
+    int64_t cx, cy, cz; /* centre tile */
+    int valid;
+    int64_t t[(2 * TILE_WINDOW_MAX + 1) * (2 * TILE_WINDOW_MAX + 1)]; /* TILE_UNKNOWN, -1 absent, or tile */
+} tile_window;
+
+/* A tile block in evaluation order (step_tiles). */
+struct block_order {
+    int64_t key; /* -1: unclipped (S x S); else h * (S + 1) + w of the clipped region */
+    size_t blk;
+};
+
+struct ath_engine {
+    ath_engine_config cfg;
+    ath_vacuum vac;
+    ath_cellmap *matter;
+    ath_cellmap *next;
+    ath_model *model;
+    int64_t step;
+    int64_t radius;   /* (patch - 1) / 2 */
+    int64_t twin;     /* tile window half-width: ceil(radius / TILE) */
+    int64_t batch;    /* cells per model call */
+    int64_t channels; /* 2 * d_state */
+    ath_engine_stats stats;
+
+    /* step scratch (freed by ath_eng_step_release at the end of each step) */
+    tslot *ttable; /* tile hash table */
+    size_t tcap;   /* power of two */
+    size_t ntiles;
+    int32_t *tcells; /* [tile][TILE*TILE] position in E or -1 (while building: -1 absent,
+                        -2 in E without matter, >= 0 matter index) */
+    size_t tcells_cap;
+    ath_coord *tcoord; /* [tile] tile coordinates (tx, ty, z) */
+    size_t tcoord_cap;
+    uint16_t *tmask;   /* [tile] matter cells of the tile (bit ly * TILE + lx), bitmask build */
+    size_t tmask_cap;
+    size_t ecap; /* cells in every per-E array below (this step's E) */
+    ath_coord *ecoords;
+    int64_t *esrc;           /* matter index of the cell or -1 */
+    ath_cf32 *cur, *newst;   /* cur: only with the vacuum background (zero: read the matter) */
+    ath_cf32 *zeros;         /* d zeros: the current field of an absent cell, zero background */
+    uint8_t *keep;           /* 1 if the cell's norm > threshold */
+    float *in_buf, *out_buf;
+    size_t in_floats;        /* floats in each of in_buf / out_buf */
+    ath_cf32 *bg_scratch;            /* per thread: d values (kept across steps) */
+    struct tile_window *twindows;    /* per thread (kept across steps) */
+    struct tile_window *window;      /* for the sequential build */
+    size_t nscratch;                 /* threads of room in bg_scratch / twindows */
+
+    /* tile evaluation (models that accept any H x W, known radius <= patch radius) */
+    int accepts_tiles;               /* set with the model */
+    tslot *btable;                   /* (TX, TY, z) -> block number, this step (kept across steps) */
+    size_t bcap;
+    ath_coord *blocks;               /* block coordinates (TX, TY, z), in first-seen Morton order */
+    size_t blocks_cap;
+    float *tin_buf, *tout_buf;       /* tile batches */
+    size_t tbuf_floats;
+    struct block_order *border;      /* blocks in evaluation order (clipped ones grouped by shape) */
+    size_t border_cap;
+};
+
+/* ---- extent.c */
+ath_status ath_eng_validate_config(const ath_engine_config *c, ath_error *err);
+/* Field at the current step at an arbitrary coordinate (0 outside a bounded window). */
+void ath_eng_field_at(const ath_engine *e, ath_coord c, ath_cf32 *out);
+
+static inline int64_t ath_eng_wrap(int64_t v, int64_t g) {
+    int64_t m = v % g;
+    return m < 0 ? m + g : m;
+}
+
+/* Maps a neighbour coordinate through the extent: 1 and *c updated when it
+ * reads the field, 0 when it is outside a zero window (reads 0). */
+static inline int ath_eng_map_extent(const ath_engine *e, ath_coord *c) {
+    const int64_t g = e->cfg.grid_size;
+    switch (e->cfg.extent) {
+    case ATH_EXTENT_UNBOUNDED: return 1;
+    case ATH_EXTENT_ZERO: return c->x >= 0 && c->x < g && c->y >= 0 && c->y < g;
+    case ATH_EXTENT_PERIODIC:
+        if (c->x < 0 || c->x >= g) c->x = ath_eng_wrap(c->x, g);
+        if (c->y < 0 || c->y >= g) c->y = ath_eng_wrap(c->y, g);
+        return 1;
+    }
+    return 1;
+}
+
+/* Background value of an absent in-window cell at the current step. */
+static inline void ath_eng_background(const ath_engine *e, ath_coord c, ath_cf32 *out) {
+    if (e->cfg.background == ATH_BACKGROUND_VACUUM)
+        ath_vacuum_cell(&e->vac, c, e->step, out);
+    else
+        memset(out, 0, (size_t)e->cfg.d_state * sizeof(ath_cf32));
+}
+
+/* ---- scratch.c */
+void *ath_eng_salloc(size_t bytes);
+/* bytes: exactly what was passed to ath_eng_salloc (0 for NULL). */
+void ath_eng_sfree(void *p, size_t bytes);
+/* Grows an ath_eng_salloc'd array (cap entries of elem bytes) to hold need entries. */
+ath_status ath_eng_sgrow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err);
+/* Grows an ath_malloc'd array (realloc) to hold need entries. */
+ath_status ath_eng_grow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err);
+void ath_eng_step_release(ath_engine *e);
+ath_status ath_eng_e_alloc(ath_engine *e, size_t n, ath_error *err);
+ath_status ath_eng_scratch_reserve(ath_engine *e, int nthreads, int patches, size_t n, ath_error *err);
+
+/* ---- tile_index.c */
+static inline int64_t ath_eng_tile_of(int64_t v) { return (v - (v & (TILE - 1))) / TILE; }
+static inline int ath_eng_tile_local(ath_coord c) {
+    return (int)((c.y & (TILE - 1)) * TILE + (c.x & (TILE - 1)));
+}
+
+/* Hash of a tile / block key: the components folded by odd multipliers, then
+ * one round of the core's mixer (cheaper than ath_coord_hash's three rounds,
+ * which this probe runs once per neighbour tile; the tables only need spread). */
+static inline uint64_t ath_eng_tslot_hash(int64_t x, int64_t y, int64_t z) {
+    return ath_mix64_inline((uint64_t)x * 0x9E3779B97F4A7C15ull ^ (uint64_t)y * 0xC2B2AE3D27D4EB4Full ^
+                            (uint64_t)z * 0x165667B19E3779F9ull);
+}
+
+/* Slot holding key (x, y, z), or the free slot where it would go (load <= 1/2). */
+static inline size_t ath_eng_tslot_probe(const tslot *t, size_t mask, int64_t x, int64_t y, int64_t z) {
+    size_t i = (size_t)ath_eng_tslot_hash(x, y, z) & mask;
+    for (;;) {
+        const tslot *s = &t[i];
+        if (s->x == EMPTY_X || (s->x == x && s->y == y && s->z == z)) return i;
+        i = (i + 1) & mask;
+    }
+}
+
+/* Tile number of (tx, ty, z), or -1 if absent.  Read-only (parallel-safe). */
+static inline int64_t ath_eng_tile_find(const ath_engine *e, int64_t tx, int64_t ty, int64_t z) {
+    const size_t i = ath_eng_tslot_probe(e->ttable, e->tcap - 1, tx, ty, z);
+    return e->ttable[i].x == EMPTY_X ? -1 : e->ttable[i].tile;
+}
+
+ath_status ath_eng_tile_table_resize(ath_engine *e, size_t cap, ath_error *err);
+/* Tile number of (tx, ty, z), created (all cells -1) if absent; -1 on allocation failure. */
+int64_t ath_eng_tile_get(ath_engine *e, int64_t tx, int64_t ty, int64_t z, ath_error *err);
+void ath_eng_window_center(const ath_engine *e, tile_window *w, int64_t tx, int64_t ty, int64_t z);
+
+/* Pointer to the window entry of tile (tx, ty) (same z as the centre), or NULL outside the window. */
+static inline int64_t *ath_eng_window_entry(const ath_engine *e, tile_window *w, int64_t tx, int64_t ty) {
+    const int64_t ox = tx - w->cx + e->twin, oy = ty - w->cy + e->twin, side = 2 * e->twin + 1;
+    if (ox < 0 || ox >= side || oy < 0 || oy >= side) return NULL;
+    return &w->t[oy * side + ox];
+}
+
+/* Position in E of c (already mapped through the extent), or -1.  Read-only. */
+static inline int64_t ath_eng_e_find(const ath_engine *e, tile_window *w, ath_coord c) {
+    const int64_t tx = ath_eng_tile_of(c.x), ty = ath_eng_tile_of(c.y);
+    int64_t *slot = c.z == w->cz ? ath_eng_window_entry(e, w, tx, ty) : NULL;
+    int64_t t;
+    if (slot != NULL) {
+        if (*slot == TILE_UNKNOWN) *slot = ath_eng_tile_find(e, tx, ty, c.z);
+        t = *slot;
+    } else {
+        t = ath_eng_tile_find(e, tx, ty, c.z);
+    }
+    return t < 0 ? -1 : e->tcells[t * TILE * TILE + ath_eng_tile_local(c)];
+}
+
+/* Current field of cell idx of E: cur[] (vacuum background: computed once
+ * per step), else the matter state or zero, read in place. */
+static inline const ath_cf32 *ath_eng_cur_of(const ath_engine *e, int64_t idx) {
+    const int64_t j = e->esrc[idx];
+    if (e->cur != NULL) return e->cur + idx * e->cfg.d_state;
+    return j >= 0 ? ath_cellmap_states(e->matter) + j * e->cfg.d_state : e->zeros;
+}
+
+/* ---- eval_set.c: step 1; *n_out = |E| */
+ath_status ath_eng_build_eval_set(ath_engine *e, size_t *n_out, ath_error *err);
+ath_status ath_eng_build_eval_set_mask(ath_engine *e, size_t *n_out, ath_error *err);
+
+/* ---- eval_order.c: step 2 */
+ath_status ath_eng_order_eval_set(ath_engine *e, size_t n, ath_error *err);
+
+/* ---- eval_patch.c: step 4 on patches */
+int ath_eng_update_and_gather(ath_engine *e, ath_out_layout layout, size_t u0, int64_t nu, size_t g0,
+                              int64_t ng);
+
+/* ---- eval_tile.c: step 4 on tiles */
+ath_status ath_eng_step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *per_call, ath_error *err);
+
+#endif

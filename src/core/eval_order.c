@@ -1,0 +1,189 @@
+/* Sparse Engine step 2: E in Morton order. */
+#include "engine_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int key_less(const ath_engine *e, const skey *a, const skey *b) {
+    if (a->key != b->key) return a->key < b->key;
+    return ath_coord_compare_morton(&e->ecoords[a->idx], &e->ecoords[b->idx]) < 0;
+}
+
+/* Stable merge sort of keys[lo, hi) by (key, coordinate) using tmp. */
+static void merge_sort_keys(const ath_engine *e, skey *a, skey *tmp, size_t n) {
+    size_t width, i;
+    skey *src = a, *dst = tmp;
+    for (width = 1; width < n; width *= 2) {
+        for (i = 0; i < n; i += 2 * width) {
+            size_t l = i, m = i + width < n ? i + width : n, h = i + 2 * width < n ? i + 2 * width : n;
+            size_t p = l, q = m, k = l;
+            while (p < m && q < h) dst[k++] = key_less(e, &src[q], &src[p]) ? src[q++] : src[p++];
+            while (p < m) dst[k++] = src[p++];
+            while (q < h) dst[k++] = src[q++];
+        }
+        {
+            skey *t = src;
+            src = dst;
+            dst = t;
+        }
+    }
+    if (src != a) memcpy(a, src, n * sizeof *a);
+}
+
+/* LSD radix sort of a[0, n) by key (stable); returns the array holding the result (a or tmp). */
+static skey *radix_sort_keys(skey *a, skey *tmp, size_t n) {
+    int pass;
+    size_t i;
+    if (n == 0) return a;
+    for (pass = 0; pass < 8; pass++) {
+        const int shift = pass * 8;
+        size_t count[256], pos = 0;
+        skey *t;
+        memset(count, 0, sizeof count);
+        for (i = 0; i < n; i++) count[(a[i].key >> shift) & 0xFF]++;
+        if (count[(a[0].key >> shift) & 0xFF] == n) continue; /* byte constant */
+        for (i = 0; i < 256; i++) {
+            const size_t c = count[i];
+            count[i] = pos;
+            pos += c;
+        }
+        for (i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 0xFF]++] = a[i];
+        t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
+}
+
+/* Full Morton sort of E (used when the tile order does not give it: tiles
+ * sharing a 4x4x4 Morton cube, i.e. several planes, or keys that tie beyond
+ * their 21 bits).  eloc[i]: tcells entry of cell i. */
+static ath_status sort_cells(ath_engine *e, size_t n, const int64_t *eloc, ath_error *err) {
+    skey *keys = (skey *)ath_eng_salloc(n * sizeof(skey)), *tmp = (skey *)ath_eng_salloc(n * sizeof(skey)), *k;
+    ath_coord *ct = (ath_coord *)ath_eng_salloc(n * sizeof(ath_coord));
+    int64_t *st = (int64_t *)ath_eng_salloc(n * sizeof(int64_t));
+    ath_status rc = ATH_OK;
+    size_t i;
+    if (keys == NULL || tmp == NULL || ct == NULL || st == NULL) {
+        rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (sort of %zu cells)", n);
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        keys[i].key = ath_coord_morton(e->ecoords[i]);
+        keys[i].idx = (uint64_t)i;
+    }
+    k = radix_sort_keys(keys, tmp, n);
+    {
+        skey *other = k == keys ? tmp : keys;
+        for (i = 0; i + 1 < n;) {
+            size_t j = i + 1;
+            while (j < n && k[j].key == k[i].key) j++;
+            if (j - i > 1) merge_sort_keys(e, k + i, other, j - i);
+            i = j;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const size_t from = (size_t)k[i].idx;
+        ct[i] = e->ecoords[from];
+        st[i] = e->esrc[from];
+        e->tcells[eloc[from]] = (int32_t)i;
+    }
+    memcpy(e->ecoords, ct, n * sizeof(ath_coord));
+    memcpy(e->esrc, st, n * sizeof(int64_t));
+out:
+    ath_eng_sfree(keys, n * sizeof(skey));
+    ath_eng_sfree(tmp, n * sizeof(skey));
+    ath_eng_sfree(ct, n * sizeof(ath_coord));
+    ath_eng_sfree(st, n * sizeof(int64_t));
+    return rc;
+}
+
+/* Step 2: E in Morton order (ties in ath_coord_compare_morton order); the
+ * tiles then map a coordinate to its position in E.  The 4 x 4 tiles are
+ * sorted by the Morton key of their origin; when no two tiles share a
+ * 4x4x4 Morton cube (always so in one plane) that is the cells' order, each
+ * tile's cells in 2-D Morton order inside it, so no per-cell sort is needed. */
+ath_status ath_eng_order_eval_set(ath_engine *e, size_t n, ath_error *err) {
+    const size_t nt = e->ntiles;
+    skey *keys, *tmp, *k;
+    int64_t *eloc = NULL;
+    size_t j, *start = NULL;
+    ptrdiff_t sj, snt = (ptrdiff_t)nt;
+    int full = 0;
+    ath_status rc = ATH_OK;
+    if (nt == 0) return ATH_OK;
+    keys = (skey *)ath_eng_salloc(nt * sizeof(skey));
+    tmp = (skey *)ath_eng_salloc(nt * sizeof(skey));
+    if (keys == NULL || tmp == NULL) {
+        rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile sort)");
+        goto out;
+    }
+    for (j = 0; j < nt; j++) {
+        const ath_coord tc = e->tcoord[j];
+        keys[j].key = ath_coord_morton(ath_coord_make(tc.x * TILE, tc.y * TILE, tc.z));
+        keys[j].idx = (uint64_t)j;
+    }
+    k = radix_sort_keys(keys, tmp, nt);
+    for (j = 1; j < nt; j++)
+        if ((k[j].key >> 6) == (k[j - 1].key >> 6)) full = 1;
+    if (full) {
+        eloc = (int64_t *)ath_eng_salloc(n * sizeof(int64_t));
+        if (eloc == NULL) {
+            rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (sort of %zu cells)", n);
+            goto out;
+        }
+    }
+    start = (size_t *)ath_eng_salloc((nt + 1) * sizeof(size_t));
+    if (start == NULL) {
+        rc = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile sort)");
+        goto out;
+    }
+    /* cells per tile, their first position in E, then each tile fills its own range */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (nt > 1024)
+#endif
+    for (sj = 0; sj < snt; sj++) {
+        const int32_t *cells = e->tcells + (size_t)k[sj].idx * TILE * TILE;
+        size_t c = 0;
+        int l;
+        for (l = 0; l < TILE * TILE; l++) c += cells[l] != -1;
+        start[sj + 1] = c;
+    }
+    start[0] = 0;
+    for (j = 0; j < nt; j++) start[j + 1] += start[j];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (nt > 1024)
+#endif
+    for (sj = 0; sj < snt; sj++) {
+        const size_t t = (size_t)k[sj].idx;
+        const ath_coord tc = e->tcoord[t];
+        int32_t *cells = e->tcells + t * TILE * TILE;
+        size_t pos = start[sj];
+        int m;
+        for (m = 0; m < TILE * TILE; m++) {
+            /* 2-D Morton order inside the tile: m = x0 | y0 << 1 | x1 << 2 | y1 << 3 */
+            const int lx = (m & 1) | ((m >> 1) & 2), ly = ((m >> 1) & 1) | ((m >> 2) & 2);
+            const int l = ly * TILE + lx;
+            const int32_t v = cells[l];
+            if (v == -1) continue;
+            e->ecoords[pos] = ath_coord_make(tc.x * TILE + lx, tc.y * TILE + ly, tc.z);
+            e->esrc[pos] = v >= 0 ? (int64_t)v : -1;
+            if (eloc != NULL) eloc[pos] = (int64_t)(t * TILE * TILE + (size_t)l);
+            cells[l] = (int32_t)pos;
+            pos++;
+        }
+    }
+    if (full) rc = sort_cells(e, n, eloc, err);
+out:
+    ath_eng_sfree(keys, nt * sizeof(skey));
+    ath_eng_sfree(tmp, nt * sizeof(skey));
+    ath_eng_sfree(eloc, n * sizeof(int64_t));
+    ath_eng_sfree(start, (nt + 1) * sizeof(size_t));
+    return rc;
+}
+

@@ -1,0 +1,333 @@
+/* Sparse Engine step 4 on tiles (16 x 16 blocks with halos, conv models). */
+#include "engine_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------- tile evaluation
+ *
+ * For models that accept any H x W (conv stacks) with a known receptive
+ * radius R <= r: E is covered by BT x BT blocks (BT = ATH_ENGINE_TILE); each
+ * block is one item [C, BT+2R, BT+2R] (the block and a halo of R cells,
+ * read exactly as a patch would read them), the model runs on a batch of
+ * blocks, and a cell of E takes the output at its position in its block.
+ * The output at a cell depends only on the input within R of it, all of it
+ * inside the item, so this is the number a p x p patch centred on the cell
+ * gives (built-in conv: bit for bit, same operations in the same order). */
+
+#define BT ATH_ENGINE_TILE
+
+static inline int64_t block_of(int64_t v) { return (v - (v & (BT - 1))) / BT; }
+
+/* Block number of (bx, by, z), adding it if absent; -1 on allocation failure. */
+static int64_t block_get(ath_engine *e, size_t *nb, int64_t bx, int64_t by, int64_t z, ath_error *err) {
+    size_t s;
+    if (2 * (*nb + 1) > e->bcap) {
+        const size_t cap = e->bcap > 0 ? 2 * e->bcap : 256;
+        tslot *nt = (tslot *)ath_malloc(cap * sizeof *nt);
+        size_t i;
+        if (nt == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (block table)"), -1;
+        for (i = 0; i < cap; i++) nt[i].x = EMPTY_X;
+        for (i = 0; i < e->bcap; i++)
+            if (e->btable[i].x != EMPTY_X)
+                nt[ath_eng_tslot_probe(nt, cap - 1, e->btable[i].x, e->btable[i].y, e->btable[i].z)] = e->btable[i];
+        ath_free(e->btable);
+        e->btable = nt;
+        e->bcap = cap;
+    }
+    s = ath_eng_tslot_probe(e->btable, e->bcap - 1, bx, by, z);
+    if (e->btable[s].x != EMPTY_X) return e->btable[s].tile;
+    if (*nb + 1 > e->blocks_cap &&
+        ath_eng_grow((void **)&e->blocks, &e->blocks_cap, *nb + 1, sizeof(ath_coord), err) != ATH_OK)
+        return -1;
+    e->btable[s].x = bx;
+    e->btable[s].y = by;
+    e->btable[s].z = z;
+    e->btable[s].tile = (int64_t)*nb;
+    e->blocks[*nb] = ath_coord_make(bx, by, z);
+    return (int64_t)(*nb)++;
+}
+
+/* The blocks covering E (sorted), in order of first appearance. */
+static ath_status build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_error *err) {
+    size_t i, nb = 0;
+    int64_t px = EMPTY_X, py = 0, pz = 0;
+    for (i = 0; i < e->bcap; i++) e->btable[i].x = EMPTY_X;
+    for (i = 0; i < n; i++) {
+        const ath_coord c = e->ecoords[i];
+        const int64_t bx = block_of(c.x), by = block_of(c.y);
+        if (bx == px && by == py && c.z == pz) continue;
+        if (block_get(e, &nb, bx, by, c.z, err) < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+        px = bx;
+        py = by;
+        pz = c.z;
+    }
+    *nb_out = nb;
+    return ATH_OK;
+}
+
+/* Position in E of c (mapped through the extent), with a one-entry cache of the 4 x 4 tile. */
+static inline int64_t e_find_cached(const ath_engine *e, ath_coord c, int64_t *ctx, int64_t *cty, int64_t *ctz,
+                                    int64_t *ct) {
+    const int64_t tx = ath_eng_tile_of(c.x), ty = ath_eng_tile_of(c.y);
+    if (tx != *ctx || ty != *cty || c.z != *ctz) {
+        *ctx = tx;
+        *cty = ty;
+        *ctz = c.z;
+        *ct = ath_eng_tile_find(e, tx, ty, c.z);
+    }
+    return *ct < 0 ? -1 : e->tcells[*ct * TILE * TILE + ath_eng_tile_local(c)];
+}
+
+/* A block's model input region: [x0, x0 + w) x [y0, y0 + h) in plane z.  With a
+ * 'zero' extent it is clipped to the window, so the model's own zero padding at
+ * every layer falls on the window edge, as in a dense evaluation (DESIGN 3.4). */
+typedef struct tile_box {
+    int64_t x0, y0, w, h;
+} tile_box;
+
+static tile_box block_box(const ath_engine *e, size_t blk, int64_t h) {
+    const ath_coord bc = e->blocks[blk];
+    tile_box b;
+    b.x0 = bc.x * BT - h;
+    b.y0 = bc.y * BT - h;
+    b.w = BT + 2 * h;
+    b.h = BT + 2 * h;
+    if (e->cfg.extent == ATH_EXTENT_ZERO) {
+        const int64_t g = e->cfg.grid_size;
+        int64_t x1 = b.x0 + b.w, y1 = b.y0 + b.h;
+        if (b.x0 < 0) b.x0 = 0;
+        if (b.y0 < 0) b.y0 = 0;
+        if (x1 > g) x1 = g;
+        if (y1 > g) y1 = g;
+        b.w = x1 - b.x0;
+        b.h = y1 - b.y0;
+    }
+    return b;
+}
+
+static int block_order_cmp(const void *a, const void *b) {
+    const struct block_order *p = (const struct block_order *)a, *q = (const struct block_order *)b;
+    if (p->key != q->key) return p->key < q->key ? -1 : 1;
+    return p->blk < q->blk ? -1 : (p->blk > q->blk ? 1 : 0);
+}
+
+/* Item base of tin_buf: the input region bx of block blk. */
+static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box bx, ath_cf32 *scratch) {
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
+    const int64_t z = e->blocks[blk].z;
+    int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
+    for (iy = 0; iy < bx.h; iy++) {
+        for (ix = 0; ix < W; ix++) {
+            ath_coord c = ath_coord_make(bx.x0 + ix, bx.y0 + iy, z);
+            const int64_t px = iy * W + ix;
+            const ath_cf32 *v;
+            int64_t idx;
+            if (!ath_eng_map_extent(e, &c)) {
+                for (k = 0; k < d; k++) {
+                    base[k * SS + px] = 0.0f;
+                    base[(d + k) * SS + px] = 0.0f;
+                }
+                continue;
+            }
+            idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
+            if (idx >= 0) {
+                v = ath_eng_cur_of(e, idx);
+            } else {
+                ath_eng_background(e, c, scratch);
+                v = scratch;
+            }
+            for (k = 0; k < d; k++) {
+                base[k * SS + px] = v[k].re;
+                base[(d + k) * SS + px] = v[k].im;
+            }
+        }
+    }
+}
+
+/* Tile numbers of the (BT/TILE)^2 4 x 4 tiles of block bc (-1 where absent). */
+static void block_tiles(const ath_engine *e, ath_coord bc, int64_t *tl) {
+    const int64_t nt = BT / TILE;
+    int64_t i, j;
+    for (j = 0; j < nt; j++)
+        for (i = 0; i < nt; i++) tl[j * nt + i] = ath_eng_tile_find(e, bc.x * nt + i, bc.y * nt + j, bc.z);
+}
+
+/* Position in E of the cell (ix, iy) of a block whose tiles are tl, or -1. */
+static inline int64_t block_cell(const ath_engine *e, const int64_t *tl, int64_t ix, int64_t iy) {
+    const int64_t t = tl[(iy / TILE) * (BT / TILE) + ix / TILE];
+    return t < 0 ? -1 : e->tcells[t * TILE * TILE + (iy & (TILE - 1)) * TILE + (ix & (TILE - 1))];
+}
+
+/* Widest state that tile_update runs through ath_rule_planar_row (stack scratch). */
+#define RULE_MAX_D 64
+
+/* The rule for the cells of E in block blk from the output item base (region bx);
+ * 1 if non-finite output (at a cell of E).  Row by row: the cells of E in a
+ * block row run through ath_rule_planar_row together (cells of the row not in E are
+ * computed on zeros and dropped); sparse rows go cell by cell. */
+static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx) {
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
+    const ath_coord bc = e->blocks[blk];
+    const int64_t bx0 = bc.x * BT, by0 = bc.y * BT;
+    /* block cells inside the region (all of them unless clipped to a 'zero' window) */
+    const int64_t xa = bx.x0 > bx0 ? bx.x0 - bx0 : 0, xb = bx.x0 + bx.w < bx0 + BT ? bx.x0 + bx.w - bx0 : BT;
+    const int64_t ya = bx.y0 > by0 ? bx.y0 - by0 : 0, yb = bx.y0 + bx.h < by0 + BT ? bx.y0 + bx.h - by0 : BT;
+    int64_t tl[(BT / TILE) * (BT / TILE)], idx[BT];
+    float pre[RULE_MAX_D * BT], pim[RULE_MAX_D * BT], ore[RULE_MAX_D * BT], oim[RULE_MAX_D * BT];
+    double norm[BT];
+    uint8_t nonfin[BT], keep[BT];
+    int64_t iy, ix, k;
+    int bad = 0;
+    block_tiles(e, bc, tl);
+    for (iy = ya; iy < yb; iy++) {
+        const float *rrow = base + (by0 + iy - bx.y0) * W + (bx0 - bx.x0);
+        int64_t cnt = 0, x0 = -1, x1 = 0;
+        for (ix = xa; ix < xb; ix++) {
+            idx[ix] = block_cell(e, tl, ix, iy);
+            if (idx[ix] >= 0) {
+                if (x0 < 0) x0 = ix;
+                x1 = ix + 1;
+                cnt++;
+            }
+        }
+        if (cnt == 0) continue;
+        if (d > RULE_MAX_D || cnt * 2 < x1 - x0) {
+            for (ix = x0; ix < x1; ix++) {
+                const float *re = rrow + ix, *im = re + d * SS;
+                if (idx[ix] < 0) continue;
+                for (k = 0; k < d; k++)
+                    if (!isfinite(re[k * SS]) || !isfinite(im[k * SS])) bad = 1;
+                e->keep[idx[ix]] = (uint8_t)ath_rule_keep(
+                    ath_step_rule(ath_eng_cur_of(e, idx[ix]), re, im, (ptrdiff_t)SS, d, e->cfg.gamma_decay,
+                                  e->cfg.unitary, e->newst + idx[ix] * d),
+                    e->cfg.threshold);
+            }
+            continue;
+        }
+        for (ix = x0; ix < x1; ix++) {
+            const int64_t j = ix - x0;
+            if (idx[ix] >= 0) {
+                const ath_cf32 *v = ath_eng_cur_of(e, idx[ix]);
+                for (k = 0; k < d; k++) {
+                    pre[k * BT + j] = v[k].re;
+                    pim[k * BT + j] = v[k].im;
+                }
+            } else {
+                for (k = 0; k < d; k++) pre[k * BT + j] = pim[k * BT + j] = 0.0f;
+            }
+        }
+        (void)ath_rule_planar_row(pre, pim, BT, rrow + x0, rrow + x0 + d * SS, (ptrdiff_t)SS, x1 - x0, d,
+                                  e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold, ore, oim, norm,
+                                  nonfin, keep);
+        for (ix = x0; ix < x1; ix++) {
+            const int64_t j = ix - x0;
+            ath_cf32 *o;
+            if (idx[ix] < 0) continue;
+            o = e->newst + idx[ix] * d;
+            if (nonfin[j]) bad = 1;
+            for (k = 0; k < d; k++) {
+                o[k].re = ore[k * BT + j];
+                o[k].im = oim[k * BT + j];
+            }
+            e->keep[idx[ix]] = keep[j];
+        }
+    }
+    return bad;
+}
+
+/* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
+ * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
+ * to a 'zero' window then run grouped by their region's shape. */
+ath_status ath_eng_step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *per_call, ath_error *err) {
+    const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
+    const int64_t per_item = e->channels * S * S;
+    int64_t tb = ATH_ENGINE_TILE_BATCH_FLOATS / per_item;
+    size_t nb = 0, b0, i;
+    ath_status st;
+    if (tb < 1) tb = 1;
+    st = build_blocks(e, n, &nb, err);
+    if (st != ATH_OK) return st;
+    if ((size_t)tb > nb) tb = (int64_t)(nb > 0 ? nb : 1);
+    if ((size_t)(tb * per_item) > e->tbuf_floats) {
+        const size_t need = (size_t)(tb * per_item);
+        ath_eng_sfree(e->tin_buf, e->tbuf_floats * sizeof(float));
+        ath_eng_sfree(e->tout_buf, e->tbuf_floats * sizeof(float));
+        e->tin_buf = (float *)ath_eng_salloc(need * sizeof(float));
+        e->tout_buf = (float *)ath_eng_salloc(need * sizeof(float));
+        e->tbuf_floats = need;
+        if (e->tin_buf == NULL || e->tout_buf == NULL) {
+            ath_eng_sfree(e->tin_buf, need * sizeof(float));
+            ath_eng_sfree(e->tout_buf, need * sizeof(float));
+            e->tin_buf = e->tout_buf = NULL;
+            e->tbuf_floats = 0;
+            return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
+        }
+    }
+    if (nb > 0) {
+        int sorted = 1;
+        st = ath_eng_grow((void **)&e->border, &e->border_cap, nb, sizeof(struct block_order), err);
+        if (st != ATH_OK) return st;
+        for (i = 0; i < nb; i++) {
+            const tile_box bx = block_box(e, i, h);
+            e->border[i].blk = i;
+            e->border[i].key = (bx.w == S && bx.h == S) ? -1 : bx.h * (S + 1) + bx.w;
+            if (i > 0 && e->border[i].key < e->border[i - 1].key) sorted = 0;
+        }
+        if (!sorted) qsort(e->border, nb, sizeof(struct block_order), block_order_cmp);
+    }
+    *per_call = tb;
+    for (b0 = 0; b0 < nb;) {
+        const int64_t key = e->border[b0].key;
+        const tile_box bx0 = block_box(e, e->border[b0].blk, h);
+        const int64_t item = e->channels * bx0.w * bx0.h;
+        int64_t cnt = 1, shape[4], b;
+        ath_out_layout layout;
+        int bad = 0;
+        while (cnt < tb && b0 + (size_t)cnt < nb && e->border[b0 + (size_t)cnt].key == key) cnt++;
+#ifdef _OPENMP
+#pragma omp parallel if (cnt >= 32)
+#endif
+        {
+#ifdef _OPENMP
+            ath_cf32 *scratch = e->bg_scratch + (size_t)omp_get_thread_num() * (size_t)e->cfg.d_state;
+#else
+            ath_cf32 *scratch = e->bg_scratch;
+#endif
+            int64_t bi;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (bi = 0; bi < cnt; bi++) {
+                const size_t blk = e->border[b0 + (size_t)bi].blk;
+                tile_gather(e, blk, e->tin_buf + bi * item, block_box(e, blk, h), scratch);
+            }
+        }
+        shape[0] = cnt;
+        shape[1] = e->channels;
+        shape[2] = bx0.h;
+        shape[3] = bx0.w;
+        st = ath_model_forward(e->model, e->tin_buf, shape, e->tout_buf, 0, &layout, err);
+        if (st != ATH_OK) return st;
+        (*calls)++;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : bad) if (cnt >= 32)
+#endif
+        for (b = 0; b < cnt; b++) {
+            const size_t blk = e->border[b0 + (size_t)b].blk;
+            bad |= tile_update(e, blk, e->tout_buf + b * item, block_box(e, blk, h));
+        }
+        if (bad)
+            return ath_error_set(err, ATH_ERR_NONFINITE,
+                                 "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                                 e->model->ops->name ? e->model->ops->name : "?");
+        b0 += (size_t)cnt;
+    }
+    return ATH_OK;
+}
+

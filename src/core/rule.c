@@ -1,0 +1,101 @@
+/* The update rule (see atheria/rule.h): one kernel, specialised by strides.
+ *
+ * rule_kernel is static inline and every entry point calls it with constant
+ * strides, so the compiler emits a unit-stride (vectorisable) loop for each
+ * layout while the arithmetic per cell stays one sequence of operations. */
+#include "atheria/rule.h"
+
+#include <math.h>
+
+/* w cells: psi value (cell x, channel k) at pre[x*pcell + k*pchan] (pim likewise),
+ * update at dre[k*dchan + x], result at ore[x*ocell + k*ochan].  nonfin (per
+ * cell, may be NULL): 0 while the cell's update is finite, NaN once not; with
+ * nonfin == NULL the return value says whether any update was non-finite. */
+static inline int rule_kernel(const float *pre, const float *pim, ptrdiff_t pcell, ptrdiff_t pchan,
+                              const float *dre, const float *dim, ptrdiff_t dchan, int64_t w, int64_t d,
+                              double gamma, int unitary, float *ore, float *oim, ptrdiff_t ocell,
+                              ptrdiff_t ochan, double *norm, double *nonfin) {
+    int64_t x, k;
+    int bad = 0;
+    for (x = 0; x < w; x++) norm[x] = 0.0;
+    if (nonfin != NULL)
+        for (x = 0; x < w; x++) nonfin[x] = 0.0;
+    for (k = 0; k < d; k++) {
+        const float *r = dre + k * dchan, *i = dim + k * dchan;
+        for (x = 0; x < w; x++) {
+            const double pr = pre[x * pcell + k * pchan], pi = pim[x * pcell + k * pchan];
+            double dr = r[x], di = i[x], nr, ni;
+            if (nonfin != NULL)
+                nonfin[x] += (dr - dr) + (di - di); /* 0 while finite, NaN once not */
+            else
+                bad |= !isfinite(r[x]) | !isfinite(i[x]);
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            nr = pr + dr;
+            ni = pi + di;
+            norm[x] += nr * nr + ni * ni;
+        }
+    }
+    for (x = 0; x < w; x++) norm[x] = sqrt(norm[x]);
+    for (k = 0; k < d; k++) {
+        const float *r = dre + k * dchan, *i = dim + k * dchan;
+        for (x = 0; x < w; x++) {
+            const double pr = pre[x * pcell + k * pchan], pi = pim[x * pcell + k * pchan];
+            const double denom = norm[x] + 1e-9;
+            double dr = r[x], di = i[x];
+            if (unitary) {
+                const double tr = dr * pr - di * pi;
+                di = dr * pi + di * pr;
+                dr = tr;
+            }
+            dr -= gamma * pr;
+            di -= gamma * pi;
+            ore[x * ocell + k * ochan] = (float)((pr + dr) / denom);
+            oim[x * ocell + k * ochan] = (float)((pi + di) / denom);
+        }
+    }
+    return bad;
+}
+
+int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
+                      ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
+                      ath_cf32 *out, double *norm) {
+    /* interleaved: cell x, channel k at float offset 2*(x*d + k) (+1 for im) */
+    return rule_kernel(&psi->re, &psi->im, 2 * d_state, 2, delta_re, delta_im, stride, w, d_state, gamma,
+                       unitary, &out->re, &out->im, 2 * d_state, 2, norm, NULL);
+}
+
+double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
+                     ptrdiff_t stride, int64_t d_state, double gamma, int unitary, ath_cf32 *out) {
+    double n;
+    (void)ath_step_rule_row(psi, delta_re, delta_im, stride, 1, d_state, gamma, unitary, out, &n);
+    return n;
+}
+
+/* Widest row the planar entry point handles per kernel call (stack scratch). */
+#define PLANAR_CHUNK 64
+
+int ath_rule_planar_row(const float *psi_re, const float *psi_im, ptrdiff_t pstride,
+                        const float *delta_re, const float *delta_im, ptrdiff_t stride, int64_t w,
+                        int64_t d_state, double gamma, int unitary, double threshold, float *out_re,
+                        float *out_im, double *norm, uint8_t *nonfinite, uint8_t *keep) {
+    double nf[PLANAR_CHUNK];
+    int64_t x0, x;
+    int bad = 0;
+    for (x0 = 0; x0 < w; x0 += PLANAR_CHUNK) {
+        const int64_t n = w - x0 < PLANAR_CHUNK ? w - x0 : PLANAR_CHUNK;
+        (void)rule_kernel(psi_re + x0, psi_im + x0, 1, pstride, delta_re + x0, delta_im + x0, stride, n,
+                          d_state, gamma, unitary, out_re + x0, out_im + x0, 1, pstride, norm + x0, nf);
+        for (x = 0; x < n; x++) {
+            nonfinite[x0 + x] = nf[x] != 0.0;
+            bad |= nf[x] != 0.0;
+            keep[x0 + x] = (uint8_t)ath_rule_keep(norm[x0 + x], threshold);
+        }
+    }
+    return bad;
+}
