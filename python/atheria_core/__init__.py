@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ._version import __version__
+from ._version import VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH, __version__
 
 logger = logging.getLogger("atheria_core")
 
@@ -97,9 +97,25 @@ def set_num_threads(n: int) -> None:
 
 
 def has_torch_support() -> bool:
+    """True if torch tensors are accepted (torch is importable), as in the original module.
+
+    The original meant "compiled with LibTorch", i.e. torch tensors in and
+    out; here every state argument accepts a torch tensor whenever torch can
+    be imported.  Whether the LibTorch shim (TorchScript forward in C++,
+    without the GIL) is built and loads is :func:`has_torch_shim`.
+    """
+    import importlib.util
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def has_torch_shim() -> bool:
     """True if the LibTorch shim (TorchScript forward in C++, without the GIL) is built and loads."""
     from . import _torch_support
     return _torch_support.shim_available()
 
 
-__all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "__version__"]
+__all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "has_torch_shim", "__version__",
+                           "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH"]
