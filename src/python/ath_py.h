@@ -55,6 +55,9 @@ PyArrayObject *athpy_states_array(PyObject *obj, const char *argname, npy_intp n
  * max_cells cells.  Returns 0 or -1 with an exception set. */
 int athpy_parse_roi(PyObject *obj, int64_t max_cells, int64_t roi[4]);
 
+/* DenseEngine.generate_bulk_state(base_field, depth) (py_bulk.c). */
+PyObject *athpy_dense_generate_bulk_state(PyObject *self, PyObject *args, PyObject *kwargs);
+
 /* New Coord3D object (new reference). */
 PyObject *athpy_coord_new(ath_coord c);
 
