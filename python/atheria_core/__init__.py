@@ -118,4 +118,26 @@ def has_torch_shim() -> bool:
 
 
 __all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "has_torch_shim", "__version__",
-                           "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH"]
+                           "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "API"]
+
+
+def _select_api() -> str:
+    """``ATHERIA_API=original``: the top level becomes the original module's API
+    (``atheria_core.compat``) for backends that cannot be edited; ``BACKEND`` still
+    says which engine runs.  Unset or ``native``: our API."""
+    choice = os.environ.get("ATHERIA_API", "").strip().lower()
+    if choice in ("", "native"):
+        return "native"
+    if choice != "original":
+        logger.warning("atheria_core: ignoring ATHERIA_API=%r (expected 'original' or 'native')", choice)
+        return "native"
+    from . import compat as _compat
+    g = globals()
+    for name in _compat.__all__:
+        g[name] = getattr(_compat, name)
+    logger.info("atheria_core: ATHERIA_API=original: the original module's API over the %s backend", BACKEND)
+    return "original"
+
+
+#: Which API the top level gives: "native" (ours) or "original" (ATHERIA_API=original).
+API = _select_api()
