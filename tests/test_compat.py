@@ -648,3 +648,18 @@ def test_atheria_api_original_top_level(tmp_path):
         assert run.returncode == 0, run.stderr
         assert run.stdout.split() == ["original", backend, "True", "True", "Coord3D(1,", "2,", "3)", "True"]
     assert atheria_core.API == "native" and atheria_core.Engine is not compat.Engine
+
+
+def test_our_wrapper_still_runs_under_atheria_api_original(tmp_path):
+    path = _jit_file(tmp_path, 2)
+    code = ("import sys, atheria_core as ac\n"
+            "from atheria_core.wrapper import NativeEngineWrapper\n"
+            "w = NativeEngineWrapper(8, 2, 'cpu', engine='dense')\n"
+            "assert w.load_model(sys.argv[1]), w.last_error\n"
+            "w.evolve_step(2)\n"
+            "assert w.get_step_count() == 2 and w.get_dense_state().shape == (8, 8, 2)\n"
+            "print(ac.API, type(w.engine).__module__)\n")
+    env = dict(os.environ, ATHERIA_API="original", PYTHONPATH=os.path.join(ROOT, "python"), OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[0] == "original" and "compat" not in run.stdout
