@@ -2,43 +2,23 @@
  * real field (ath_bulk_stack in viz.c; the same blur as the holographic_bulk
  * visualisation).  It reads only its argument, not the engine's field. */
 #include "ath_py.h"
+#include "convert.h"
 
 PyObject *athpy_dense_generate_bulk_state(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"base_field", "depth", NULL};
-    PyObject *obase, *odepth, *raw = NULL, *res = NULL;
+    PyObject *obase, *odepth, *res = NULL;
     PyArrayObject *base = NULL;
-    long long depth;
+    int64_t depth, c, h, w;
     npy_intp dims[4];
-    int64_t c, h, w;
+    char shape[64];
     ath_error err;
     ath_status s;
-    char kind;
     (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:generate_bulk_state", kwlist, &obase, &odepth))
         return NULL;
-    if (PyBool_Check(odepth) || PyFloat_Check(odepth) || !PyIndex_Check(odepth))
-        return PyErr_Format(PyExc_TypeError, "depth: expected an int >= 1, got %s", Py_TYPE(odepth)->tp_name);
-    depth = PyLong_AsLongLong(odepth);
-    if (depth == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return PyErr_Format(PyExc_ValueError, "depth: out of range");
-    }
-    if (depth < 1) return PyErr_Format(PyExc_ValueError, "depth: must be >= 1, got %lld", depth);
-    if (obase == Py_None || PyUnicode_Check(obase) || PyBytes_Check(obase))
-        return PyErr_Format(PyExc_TypeError, "base_field: expected a real array-like, got %s",
-                            Py_TYPE(obase)->tp_name);
-    raw = PyArray_FROM_O(obase);
-    if (raw == NULL) {
-        PyErr_Clear();
-        return PyErr_Format(PyExc_TypeError, "base_field: expected a real array-like");
-    }
-    kind = PyArray_DESCR((PyArrayObject *)raw)->kind;
-    if (kind != 'i' && kind != 'u' && kind != 'f') {
-        PyErr_Format(PyExc_TypeError, "base_field: expected a real (float) array, got dtype kind '%c'", kind);
-        goto done;
-    }
-    base = (PyArrayObject *)PyArray_FROM_OTF(raw, NPY_FLOAT32, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
-    if (base == NULL) goto done;
+    if (athpy_index(odepth, "depth", 1, ATHPY_MAX_REGION_CELLS, ATHPY_INT_RANGE_VALUE, &depth) < 0) return NULL;
+    base = athpy_float32_array(obase, "base_field");
+    if (base == NULL) return NULL;
     switch (PyArray_NDIM(base)) {
     case 2: c = 1; h = PyArray_DIM(base, 0); w = PyArray_DIM(base, 1); break;
     case 3: c = PyArray_DIM(base, 0); h = PyArray_DIM(base, 1); w = PyArray_DIM(base, 2); break;
@@ -49,12 +29,12 @@ PyObject *athpy_dense_generate_bulk_state(PyObject *self, PyObject *args, PyObje
         }
         /* fall through */
     default:
-        PyErr_Format(PyExc_ValueError, "base_field: expected shape (H, W), (C, H, W) or (1, C, H, W), got %d dims",
-                     PyArray_NDIM(base));
+        athpy_format_shape(shape, sizeof shape, PyArray_NDIM(base), PyArray_DIMS(base));
+        PyErr_Format(PyExc_ValueError, "base_field: expected shape (H, W), (C, H, W) or (1, C, H, W), got %s", shape);
         goto done;
     }
     if ((double)depth * (double)c * (double)h * (double)w > (double)ATHPY_MAX_REGION_CELLS) {
-        PyErr_Format(PyExc_ValueError, "depth: %lld layers of %lldx%lldx%lld exceed %lld values", depth,
+        PyErr_Format(PyExc_ValueError, "depth: %lld layers of %lldx%lldx%lld exceed %lld values", (long long)depth,
                      (long long)c, (long long)h, (long long)w, (long long)ATHPY_MAX_REGION_CELLS);
         goto done;
     }
@@ -65,7 +45,7 @@ PyObject *athpy_dense_generate_bulk_state(PyObject *self, PyObject *args, PyObje
     res = PyArray_SimpleNew(4, dims, NPY_FLOAT32);
     if (res == NULL) goto done;
     Py_BEGIN_ALLOW_THREADS
-    s = ath_bulk_stack((const float *)PyArray_DATA(base), c, h, w, (int64_t)depth,
+    s = ath_bulk_stack((const float *)PyArray_DATA(base), c, h, w, depth,
                        (float *)PyArray_DATA((PyArrayObject *)res), &err);
     Py_END_ALLOW_THREADS
     if (s != ATH_OK) {
@@ -73,7 +53,6 @@ PyObject *athpy_dense_generate_bulk_state(PyObject *self, PyObject *args, PyObje
         athpy_raise(&err);
     }
 done:
-    Py_XDECREF(raw);
-    Py_XDECREF(base);
+    Py_DECREF(base);
     return res;
 }
