@@ -207,6 +207,16 @@ def test_generate_bulk_state_matches_torch_grouped_conv(ac, shape, depth):
     np.testing.assert_array_equal(out[0, :c], base.numpy().reshape(c, shape[-2], shape[-1]))
 
 
+def test_generate_bulk_state_takes_any_real_tensor(ac):
+    base = torch.randn(3, 12, 10, dtype=torch.float64, requires_grad=True)
+    view = base.transpose(1, 2)                       # non-contiguous, float64, requires grad
+    out = ac.DenseEngine(4, 1).generate_bulk_state(view, 3)
+    ref = _torch_bulk(view.detach().float(), 3).numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=3 * 4e-7 * float(np.abs(ref).max()))
+    half = ac.DenseEngine(4, 1).generate_bulk_state(torch.ones(4, 4, dtype=torch.bfloat16), 2)
+    assert half.shape == (1, 2, 4, 4) and half.dtype == np.float32 and half[0, 0, 1, 1] == 1.0
+
+
 def test_generate_bulk_state_backends_agree(c_backend, py_backend):
     base = np.random.default_rng(8).normal(size=(2, 15, 11)).astype(np.float32)
     a = c_backend.DenseEngine(3, 1).generate_bulk_state(base, 6)
