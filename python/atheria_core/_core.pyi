@@ -25,6 +25,9 @@ ArrayLike = npt.ArrayLike
 Callable_ = Callable[[np.ndarray], Any]
 
 __version__: str
+VERSION_MAJOR: int   # the ints of __version__ (the original module's names)
+VERSION_MINOR: int
+VERSION_PATCH: int
 
 def get_version() -> str: ...
 def set_num_threads(n: int) -> None:
