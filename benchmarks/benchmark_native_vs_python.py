@@ -478,7 +478,7 @@ def wl_dense(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
     run_lockstep(runners, p["warmup"], p["steps"])
     comps = [compare(r, rm, True) for r in runners[:-1]]
     return {"engines": [summarize(r) for r in runners], "comparisons": comps,
-            "extra": {"model": minfo, "initial": init, "torch_route": ac.has_torch_support()}}
+            "extra": {"model": minfo, "initial": init, "torch_route": ac.has_torch_shim()}}
 
 
 def _sparse_engine(ac: Any, d: int, grid: int, patch: int, ts_path: Optional[str], conv: Optional[Dict[str, Any]],
@@ -521,7 +521,7 @@ def wl_sparse(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
     comps = [compare(r, rm, True, "to_dense(window) vs dense field") for r in runners[:-1]]
     comps.append(compare(runners[0], runners[1], True, "TorchScript vs ConvModel"))
     extra: Dict[str, Any] = {"model": minfo, "blobs": binfo, "patch": patch, "initial": init,
-                             "torch_route": ac.has_torch_support()}
+                             "torch_route": ac.has_torch_shim()}
     for r in runners[:-1]:
         med, _ = _timeit(lambda r=r: r.eng.to_dense((0, 0, g, g)), 5)
         extra[f"to_dense_ms_{r.name}"] = med
@@ -719,7 +719,7 @@ def _machine_info(threads: int) -> Dict[str, Any]:
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "numpy": np.__version__, "torch": torch.__version__,
         "atheria_core": ac.__version__, "backend": ac.BACKEND, "backend_reason": ac.BACKEND_REASON,
-        "has_torch_support": ac.has_torch_support(), "has_openmp": ac.has_openmp(),
+        "has_torch_shim": ac.has_torch_shim(), "has_openmp": ac.has_openmp(),
         "threads_requested": threads, "atheria_max_threads": ac.get_max_threads(),
         "torch_num_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
         "build": build_identity(),
@@ -1068,7 +1068,7 @@ def write_markdown(path: str, meta: Dict[str, Any], results: List[Dict[str, Any]
                 f"({len(builds)} builds; per workload in results.json)"))
     L.append(f"- versions: python {info.get('python')}, torch {info.get('torch')}, numpy {info.get('numpy')}, "
              f"atheria_core {info.get('atheria_core')} (backend {info.get('backend')}, LibTorch shim "
-             f"{info.get('has_torch_support')})")
+             f"{info.get('has_torch_shim')})")
     L.append("- ms/step: median wall time over the timed steps (after warm-up), engines interleaved step by step; "
              "CPU ms/step: process CPU time (all threads) during the step. "
              "*active* = matter cells at the start of the step (dense: grid cells); *evaluated* = cells the step "

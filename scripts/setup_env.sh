@@ -14,4 +14,4 @@ fi
 # No build isolation: the LibTorch shim is built only when torch is importable
 # at build time (docs/build.md).
 .venv/bin/python -m pip install -q --no-build-isolation -e .
-.venv/bin/python -c "import atheria_core as ac; print('atheria_core', ac.__version__, 'backend:', ac.BACKEND, '| OpenMP:', ac.has_openmp(), '| LibTorch shim:', ac.has_torch_support())"
+.venv/bin/python -c "import atheria_core as ac; print('atheria_core', ac.__version__, 'backend:', ac.BACKEND, '| OpenMP:', ac.has_openmp(), '| LibTorch shim:', ac.has_torch_shim())"

@@ -93,7 +93,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ok = ac.BACKEND == "c"
         check.item(1, "atheria_core imports", ok,
                    f"version {ac.__version__}, backend {ac.BACKEND} ({ac.BACKEND_REASON}), "
-                   f"LibTorch shim {'yes' if ac.has_torch_support() else 'no (Python TorchScript route)'}, "
+                   f"LibTorch shim {'yes' if ac.has_torch_shim() else 'no (Python TorchScript route)'}, "
                    f"OpenMP {'yes' if ac.has_openmp() else 'no'}, threads {ac.get_max_threads()}")
     except Exception as exc:  # noqa: BLE001
         check.item(1, "atheria_core imports", False, f"{type(exc).__name__}: {exc}")

@@ -50,7 +50,7 @@ def _native_model(jit: str, route: str):
 def test_shim_is_built_here():
     # The suite is run after `pip install --no-build-isolation -e .` with torch present,
     # so the shim must be there; the Python route is tested regardless.
-    assert ac.has_torch_support(), _torch_support.unavailable_reason()
+    assert ac.has_torch_shim(), _torch_support.unavailable_reason()
 
 
 @pytest.mark.parametrize("route", ["shim", "python"])

@@ -173,7 +173,7 @@ def test_shim_discovery():
     assert ts.cuda_available() == torch.cuda.is_available()
     assert ts.unavailable_reason() is None
     import atheria_core
-    assert atheria_core.has_torch_support() is True
+    assert atheria_core.has_torch_shim() is True
 
 
 def test_env_disables_shim(monkeypatch):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ._version import __version__
+from ._version import VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH, __version__
 
 logger = logging.getLogger("atheria_core")
 
@@ -97,9 +97,47 @@ def set_num_threads(n: int) -> None:
 
 
 def has_torch_support() -> bool:
+    """True if torch tensors are accepted (torch is importable), as in the original module.
+
+    The original meant "compiled with LibTorch", i.e. torch tensors in and
+    out; here every state argument accepts a torch tensor whenever torch can
+    be imported.  Whether the LibTorch shim (TorchScript forward in C++,
+    without the GIL) is built and loads is :func:`has_torch_shim`.
+    """
+    import importlib.util
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def has_torch_shim() -> bool:
     """True if the LibTorch shim (TorchScript forward in C++, without the GIL) is built and loads."""
     from . import _torch_support
     return _torch_support.shim_available()
 
 
-__all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "__version__"]
+__all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "has_torch_shim", "__version__",
+                           "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "API"]
+
+
+def _select_api() -> str:
+    """``ATHERIA_API=original``: the top level becomes the original module's API
+    (``atheria_core.compat``) for backends that cannot be edited; ``BACKEND`` still
+    says which engine runs.  Unset or ``native``: our API."""
+    choice = os.environ.get("ATHERIA_API", "").strip().lower()
+    if choice in ("", "native"):
+        return "native"
+    if choice != "original":
+        logger.warning("atheria_core: ignoring ATHERIA_API=%r (expected 'original' or 'native')", choice)
+        return "native"
+    from . import compat as _compat
+    g = globals()
+    for name in _compat.__all__:
+        g[name] = getattr(_compat, name)
+    logger.info("atheria_core: ATHERIA_API=original: the original module's API over the %s backend", BACKEND)
+    return "original"
+
+
+#: Which API the top level gives: "native" (ours) or "original" (ATHERIA_API=original).
+API = _select_api()

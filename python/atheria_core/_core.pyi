@@ -25,6 +25,9 @@ ArrayLike = npt.ArrayLike
 Callable_ = Callable[[np.ndarray], Any]
 
 __version__: str
+VERSION_MAJOR: int   # the ints of __version__ (the original module's names)
+VERSION_MINOR: int
+VERSION_PATCH: int
 
 def get_version() -> str: ...
 def set_num_threads(n: int) -> None:
@@ -166,7 +169,8 @@ class Engine:
     def compute_visualization(self, viz_type: str, roi: Optional[Sequence[int]] = None, *,
                               z: int = 0, channel: int = 0) -> np.ndarray:
         """(h, w) float32 map of to_dense(roi); roi defaults to the window [0, grid_size)^2
-        (also for unbounded engines).  viz_type: density|phase|energy|real|imag|gradient."""
+        (also for unbounded engines).  viz_type: density|phase|energy|real|imag|gradient, or the
+        original module's holographic (h, w, 3) and holographic_bulk (5, h, w) (include/atheria/viz.h)."""
     # new API
     def set_model(self, model: Optional[Model]) -> None:
         """Built-in model or a callable taking float32 (B, 2d, p, p) and returning
@@ -209,4 +213,9 @@ class DenseEngine:
     def apply_tool(self, action: str, params: Optional[dict] = None) -> None:
         """docs/tools.md"""
     def compute_visualization(self, viz_type: str, roi: Optional[Sequence[int]] = None, *,
-                              channel: int = 0) -> np.ndarray: ...
+                              channel: int = 0) -> np.ndarray:
+        """As Engine.compute_visualization over the grid (roi inside [0, grid_size)^2)."""
+    def generate_bulk_state(self, base_field: ArrayLike, depth: int) -> np.ndarray:
+        """Real (H, W), (C, H, W) or (1, C, H, W) -> (1, depth*C, H, W) float32: layer l
+        (channels l*C .. l*C+C-1) is the field blurred l times with [[1,2,1],[2,4,2],[1,2,1]]/16,
+        zero padding 1, per channel (torch grouped conv).  depth >= 1.  Reads only base_field."""

@@ -48,7 +48,7 @@ _U64 = np.uint64
 _MASK = (1 << 64) - 1
 #: initial states understood by AetheriaMotor
 INITIAL_STATE_MODES = ("complex_noise", "zeros", "random")
-VIZ_TYPES = ("density", "phase", "energy", "real", "imag", "gradient")
+VIZ_TYPES = _fb_viz.VIZ_TYPES
 TOOL_ACTIONS = ("collapse", "vortex", "wave")
 _NORM_EPS = 1e-9
 
@@ -86,7 +86,10 @@ def visualization_numpy(field: np.ndarray, viz_type: str, channel: int = 0) -> n
 
     density = Σ_k |ψ_k|²; phase = atan2(Im ψ_c, Re ψ_c); energy = Σ_k |∂xψ_k|² + |∂yψ_k|²;
     real/imag = Re/Im ψ_c; gradient = |∇ density|.  Derivatives as numpy.gradient (unit
-    spacing, one-sided at the region's edges).  Returns (h, w) float32.  The NumPy
+    spacing, one-sided at the region's edges).  Returns (h, w) float32, except the original
+    module's views: holographic (h, w, 3) = (min(1, 5·density), (arg ψ_c + π)/2π,
+    clamp((Re ψ_c + 1)/2, 0, 1)) and holographic_bulk (5, h, w) = density and 4 repeated
+    3×3 blurs ([[1,2,1],[2,4,2],[1,2,1]]/16, zero padding).  The NumPy
     implementation is shared with the pure-Python backend (atheria_core._fallback.viz).
     """
     name = _fb_viz.parse_viz_type(viz_type)
@@ -408,7 +411,8 @@ class AetheriaMotor:
                                channel: int = 0) -> Dict[str, Any]:
         """Scalar map of the field (or its roi) with the formulas of include/atheria/viz.h.
 
-        Returns ``{"type", "data": (h, w) float32, "min", "max", "step", "shape": (h, w),
+        Returns ``{"type", "data": float32 (h, w), or (h, w, 3) / (5, h, w) for holographic /
+        holographic_bulk, "min", "max", "step", "shape": data.shape,
         "roi": (x0, y0, x1, y1), "channel"}``.
         """
         r = _check_roi(roi, self.grid_size, self.grid_size)

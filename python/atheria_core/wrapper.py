@@ -149,7 +149,7 @@ class NativeEngineWrapper:
         return "sparse", f"local zero-preserving model (radius {radius}), occupancy {occupancy:.1%}"
 
     def _build_engine(self, kind: str, meta: Optional[Mapping[str, Any]]) -> Any:
-        ac = self._ac
+        ac = self._ac._impl     # the native API, also when ATHERIA_API=original swaps the top level
         unitary = self.unitary
         if kind == "dense":
             eng = ac.DenseEngine(self.grid_size, self.d_state, self.device, gamma_decay=self.gamma_decay,

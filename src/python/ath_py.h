@@ -53,4 +53,7 @@ PyObject *athpy_model_load(PyObject *path, PyObject *device);
 /* 'cpu', 'cuda' or 'cuda:N' (new reference) or NULL. */
 PyObject *athpy_parse_device(PyObject *obj);
 
+/* py_bulk.c: DenseEngine.generate_bulk_state(base_field, depth). */
+PyObject *athpy_dense_generate_bulk_state(PyObject *self, PyObject *args, PyObject *kwargs);
+
 #endif

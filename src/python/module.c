@@ -2,6 +2,8 @@
 #define ATH_PY_MODULE_MAIN
 #include "convert.h"
 
+#include <stdio.h>
+
 #ifndef ATH_VERSION
 #define ATH_VERSION "0.0.0"
 #endif
@@ -84,10 +86,16 @@ static int add_type(PyObject *m, PyTypeObject *type, const char *name) {
 
 PyMODINIT_FUNC PyInit__core(void) {
     PyObject *m;
+    int major = 0, minor = 0, patch = 0;
     import_array();
     m = PyModule_Create(&core_module);
     if (m == NULL) return NULL;
+    /* the original module's version ints, from the one version string (setup.py reads _version.py) */
+    if (sscanf(ATH_VERSION, "%d.%d.%d", &major, &minor, &patch) != 3) major = minor = patch = 0;
     if (PyModule_AddStringConstant(m, "__version__", ATH_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "VERSION_MAJOR", major) < 0 ||
+        PyModule_AddIntConstant(m, "VERSION_MINOR", minor) < 0 ||
+        PyModule_AddIntConstant(m, "VERSION_PATCH", patch) < 0 ||
         PyModule_AddFunctions(m, athpy_torch_methods) < 0 ||
         add_type(m, &AthPyCoord3D_Type, "Coord3D") < 0 ||
         add_type(m, &AthPySparseMap_Type, "SparseMap") < 0 ||

@@ -366,8 +366,10 @@ static PyMethodDef dense_methods[] = {
     {"get_step_count", (PyCFunction)dense_get_step_count, METH_NOARGS, NULL},
     {"clear", (PyCFunction)dense_clear, METH_NOARGS, "Back to the vacuum at step 0, step count 0, memory reset."},
     {"apply_tool", KW dense_apply_tool, METH_VARARGS | METH_KEYWORDS, "apply_tool(action, params=None): docs/tools.md"},
+    {"generate_bulk_state", KW athpy_dense_generate_bulk_state, METH_VARARGS | METH_KEYWORDS,
+     "generate_bulk_state(base_field, depth) -> (1, depth*C, H, W) float32: the field and depth-1 blurs"},
     {"compute_visualization", KW dense_compute_visualization, METH_VARARGS | METH_KEYWORDS,
-     "compute_visualization(viz_type, roi=None, *, channel=0) -> (h, w) float32"},
+     "compute_visualization(viz_type, roi=None, *, channel=0) -> (h, w) float32; (h, w, 3) holographic, (5, h, w) holographic_bulk"},
     {NULL, NULL, 0, NULL}};
 
 PyTypeObject AthPyDenseEngine_Type = {

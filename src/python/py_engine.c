@@ -613,7 +613,7 @@ static PyMethodDef engine_methods[] = {
      "query_radius(center, radius) -> (N,3) int64 matter coords with Euclidean distance <= radius."},
     {"to_dense", KW engine_to_dense, METH_VARARGS | METH_KEYWORDS, "to_dense(roi, z=0) -> (h, w, d) complex64"},
     {"compute_visualization", KW engine_compute_visualization, METH_VARARGS | METH_KEYWORDS,
-     "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32"},
+     "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32; (h, w, 3) holographic, (5, h, w) holographic_bulk"},
     {"_stats", (PyCFunction)engine_stats, METH_NOARGS,
      "_stats() -> dict: evaluated cells, model calls and batch size of the last step; the engine's "
      "own memory: matter_bytes (the cell map), scratch_bytes (cached step scratch), memory_bytes (sum), "

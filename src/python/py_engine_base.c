@@ -266,13 +266,16 @@ int athpy_viz_args(const char *name, long long channel, int64_t d, ath_viz_type 
 
 PyObject *athpy_viz_image(ath_viz_type type, const ath_cf32 *field, int64_t h, int64_t w, int64_t d,
                           long long channel) {
-    npy_intp dims[2];
+    npy_intp dims[3];
+    int64_t shape[3];
+    int ndim = ath_viz_shape(type, h, w, shape), i;
     PyObject *res;
     ath_error err;
     ath_status s;
-    dims[0] = (npy_intp)h;
-    dims[1] = (npy_intp)w;
-    res = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    /* (h, w), or (h, w, 3) / (5, h, w) for the holographic views (viz.h) */
+    if (ndim == 0) return PyErr_Format(PyExc_ValueError, "viz_type: unknown visualisation type %d", (int)type);
+    for (i = 0; i < ndim; i++) dims[i] = (npy_intp)shape[i];
+    res = PyArray_SimpleNew(ndim, dims, NPY_FLOAT32);
     if (res == NULL || h == 0 || w == 0) return res;
     Py_BEGIN_ALLOW_THREADS
     s = ath_viz_compute(type, field, h, w, d, (int64_t)channel, (float *)PyArray_DATA((PyArrayObject *)res), &err);

@@ -765,7 +765,8 @@ static void test_viz(void) {
     ath_cf32 f[4] = {{1, 0}, {0, 1}, {-1, 0}, {0, -1}};
     float out[4] = {7, 7, 7, 7};
     int i;
-    static const char *names[] = {"density", "phase", "energy", "real", "imag", "gradient"};
+    static const char *names[ATH_VIZ_COUNT] = {"density", "phase", "energy", "real",
+                                               "imag",    "gradient", "holographic", "holographic_bulk"};
 
     for (i = 0; i < ATH_VIZ_COUNT; i++) {
         CHECK(ath_viz_parse(names[i], &t, &err) == ATH_OK && (int)t == i, "parse %s", names[i]);

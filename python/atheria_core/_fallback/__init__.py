@@ -11,7 +11,7 @@ import logging
 import operator
 import os
 
-from .._version import __version__
+from .._version import VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH, __version__
 from ._args import as_int
 from .coord import Coord3D
 from .dense_engine import DenseEngine
@@ -65,4 +65,5 @@ def add(i: int, j: int) -> int:
 __all__ = [
     "Coord3D", "SparseMap", "HarmonicVacuum", "ZeroModel", "ConvModel", "Engine", "DenseEngine",
     "get_version", "set_num_threads", "get_max_threads", "has_openmp", "add", "__version__",
+    "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH",
 ]

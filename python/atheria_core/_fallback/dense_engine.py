@@ -181,9 +181,16 @@ class DenseEngine(ModelSlot):
         p = _tools.parse_params(action, params, self._grid)
         self._psi = _tools.apply(self._psi, action, p)
 
+    def generate_bulk_state(self, base_field: Any, depth: int) -> np.ndarray:
+        """Real (H, W), (C, H, W) or (1, C, H, W) -> (1, depth*C, H, W) float32: the field and
+        depth-1 repeated 3x3 blurs of it (the original's renormalisation flow; viz.h ath_bulk_stack).
+        Independent of the engine's own field."""
+        return _viz.generate_bulk_state(base_field, depth, MAX_REGION_CELLS)
+
     def compute_visualization(self, viz_type: str, roi: Optional[Sequence[int]] = None, *,
                               channel: int = 0) -> np.ndarray:
-        """(h, w) float32 map of the field over roi (default: the whole grid)."""
+        """float32 map of the field over roi (default: the whole grid): (h, w), or (h, w, 3) /
+        (5, h, w) for holographic / holographic_bulk."""
         vt = _viz.parse_viz_type(viz_type)
         ch = as_int(channel, "channel", 0, self._d - 1)
         g = self._grid
