@@ -24,6 +24,18 @@ VALID = _valid()
 
 
 def _read(data: bytes) -> None:
+    # the Python codec (the fallback's) and the one in use (C with the C backend) agree
+    try:
+        Snapshot._py_from_bytes(data, source="fuzz.snap")
+        py_kind = None
+    except SnapshotError as exc:
+        py_kind = exc.kind
+    try:
+        Snapshot.from_bytes(data, source="fuzz.snap")
+        kind = None
+    except SnapshotError as exc:
+        kind = exc.kind
+    assert kind == py_kind
     try:
         snap = Snapshot.from_bytes(data, source="fuzz.snap")
     except SnapshotError as exc:

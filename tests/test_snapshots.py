@@ -451,3 +451,35 @@ def test_sparse_to_dense_default_roi_is_the_window(api):
     full = e.to_dense()
     assert full.shape == (6, 6, 2) and full[2, 1, 1] == 1j
     assert e.compute_visualization("density", (0, 0, 3, 3), z=0).shape == (3, 3)
+
+
+# ----------------------------------------------------------------- one format, two codecs
+def _c_core():
+    if atheria_core.BACKEND != "c":
+        pytest.skip("needs the C backend")
+    return atheria_core._impl
+
+
+def test_c_and_python_codecs_write_the_same_bytes(tmp_path):
+    core = _c_core()
+    e = atheria_core.DenseEngine(6, 3, seed=2)
+    snap = e.snapshot()
+    snap.arrays["ints"] = np.arange(5, dtype=np.int64)
+    snap.arrays["empty"] = np.zeros((0, 3), np.float32)
+    text, arrays = snap._sections()
+    c_bytes = core._snapshot_encode(text, arrays)
+    assert c_bytes == snap._py_to_bytes()
+    back = Snapshot._py_from_bytes(c_bytes)
+    assert back.meta == snap.meta and all(np.array_equal(back.arrays[k], snap.arrays[k]) for k in snap.arrays)
+
+
+@pytest.mark.parametrize("cut", [0, 3, 8, 23, 24, 100, -13, -1])
+def test_c_and_python_codecs_refuse_alike(cut):
+    core = _c_core()
+    raw = atheria_core.DenseEngine(4, 2).snapshot().to_bytes()
+    variants = [raw[:cut], raw[:50] + b"\x00" + raw[51:], raw + b"\x01", b"\x00" * 40]
+    for data in variants:
+        ok, kind, msg = core._snapshot_decode(data, "x.snap")
+        with pytest.raises(SnapshotError) as info:
+            Snapshot._py_from_bytes(data, "x.snap")
+        assert not ok and kind == info.value.kind and "x.snap" in msg
