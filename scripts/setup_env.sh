@@ -13,5 +13,7 @@ fi
 .venv/bin/python -m pip install -q "setuptools>=64" wheel "numpy>=1.23" "torch==2.13.0" pytest matplotlib tqdm
 # No build isolation: the LibTorch shim is built only when torch is importable
 # at build time (docs/build.md).
+# optional extras: viz (Pillow PNG frames), hypothesis (snapshot reader fuzzing)
+.venv/bin/python -m pip install -q "Pillow>=9" hypothesis
 .venv/bin/python -m pip install -q --no-build-isolation -e .
 .venv/bin/python -c "import atheria_core as ac; print('atheria_core', ac.__version__, 'backend:', ac.BACKEND, '| OpenMP:', ac.has_openmp(), '| LibTorch shim:', ac.has_torch_shim())"

@@ -163,6 +163,7 @@ void ath_engine_get_memory(const ath_engine *engine, ath_engine_memory *out);
 
 /* The update rule (ath_step_rule, ath_step_rule_row) lives in atheria/rule.h. */
 
+
 #ifdef __cplusplus
 }
 #endif

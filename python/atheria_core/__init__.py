@@ -117,8 +117,16 @@ def has_torch_shim() -> bool:
     return _torch_support.shim_available()
 
 
+# Snapshots, ROI views and analysis on both engine types (python/atheria_core/_engines.py).
+from ._engines import engine_types as _engine_types  # noqa: E402
+from .snapshot import History, Snapshot, SnapshotError, load_snapshot  # noqa: E402
+from .roi import ROIManager  # noqa: E402
+
+Engine, DenseEngine = _engine_types(_impl)
+
 __all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "has_torch_shim", "__version__",
-                           "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "API"]
+                           "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "API",
+                           "Snapshot", "SnapshotError", "History", "load_snapshot", "ROIManager"]
 
 
 def _select_api() -> str:

@@ -31,6 +31,7 @@ extern PyTypeObject AthPyEngineBase_Type;   /* py_engine_base.c */
 extern PyTypeObject AthPyEngine_Type;       /* py_engine.c */
 extern PyTypeObject AthPyDenseEngine_Type;  /* py_dense_engine.c */
 extern PyMethodDef athpy_torch_methods[];    /* py_torch.c: LibTorch shim loading */
+extern PyMethodDef athpy_snapshot_methods[]; /* py_snapshot.c: snapshots, ROI matter, analysis */
 
 /* errors.c: raises the Python exception matching err->code with
  * err->message (ATH_ERR_PYTHON: leaves the pending exception in place).

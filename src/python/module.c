@@ -97,6 +97,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         PyModule_AddIntConstant(m, "VERSION_MINOR", minor) < 0 ||
         PyModule_AddIntConstant(m, "VERSION_PATCH", patch) < 0 ||
         PyModule_AddFunctions(m, athpy_torch_methods) < 0 ||
+        PyModule_AddFunctions(m, athpy_snapshot_methods) < 0 ||
         add_type(m, &AthPyCoord3D_Type, "Coord3D") < 0 ||
         add_type(m, &AthPySparseMap_Type, "SparseMap") < 0 ||
         add_type(m, &AthPyHarmonicVacuum_Type, "HarmonicVacuum") < 0 ||
