@@ -145,7 +145,12 @@ def parse_coord(obj: Any, name: str = "coord") -> Tuple[int, int, int]:
         if obj.ndim != 1:
             raise ValueError(f"{name}: expected 2 or 3 coordinates, got shape {obj.shape}")
         items = obj.tolist()
+    elif isinstance(obj, (set, frozenset, dict)) or not hasattr(obj, "__len__"):
+        # unordered, or possibly endless (generators): refused, as in C
+        raise TypeError(f"{name}: expected a Coord3D or a sequence of 2 or 3 ints, got {type(obj).__name__}")
     else:
+        if len(obj) not in (2, 3):
+            raise ValueError(f"{name}: expected 2 or 3 coordinates, got {len(obj)}")
         try:
             items = list(obj)
         except TypeError:
