@@ -30,13 +30,17 @@ int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *d
                       ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
                       ath_cf32 *out, double *norm);
 /* A row of w cells with channel-planar states too: psi_re[k*pstride + x],
- * results into out_re/out_im[k*pstride + x].  Per cell: norm[x] = n,
- * nonfinite[x] = 1 if that cell's update is not finite, keep[x] =
- * ath_rule_keep(n, threshold).  Returns 1 if any cell's update is not finite. */
+ * results into out_re/out_im[k*ostride + x].  Per cell: norm[x] = n and, where
+ * the arrays are given (else NULL), nonfinite[x] = 1 if that cell's update is
+ * not finite, keep[x] = ath_rule_keep(n, threshold).  Returns 1 if any cell's
+ * update is not finite. */
 int ath_rule_planar_row(const float *psi_re, const float *psi_im, ptrdiff_t pstride,
                         const float *delta_re, const float *delta_im, ptrdiff_t stride, int64_t w,
                         int64_t d_state, double gamma, int unitary, double threshold, float *out_re,
-                        float *out_im, double *norm, uint8_t *nonfinite, uint8_t *keep);
+                        float *out_im, ptrdiff_t ostride, double *norm, uint8_t *nonfinite, uint8_t *keep);
+/* Channel-planar rows (re[k*stride + x]) to w interleaved cells out[x*d + k] (a copy). */
+void ath_rule_planar_to_cells(const float *re, const float *im, ptrdiff_t stride, int64_t w, int64_t d_state,
+                              ath_cf32 *out);
 
 /* The keep decision: a cell stays matter if its pre-normalisation norm exceeds the threshold. */
 static inline int ath_rule_keep(double norm, double threshold) { return norm > threshold; }

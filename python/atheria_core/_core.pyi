@@ -166,6 +166,9 @@ class Engine:
         """Message of the last failed load_model / step ('' if none)."""
     def query_radius(self, center: CoordLike, radius: float) -> np.ndarray:
         """(N, 3) int64 matter coords with Euclidean distance <= radius."""
+    def stats(self) -> dict:
+        """Last step: evaluated, model_calls, batch; C backend also matter_bytes, scratch_bytes,
+        memory_bytes, stored_cells (the engine's own heap, bytes)."""
     def compute_visualization(self, viz_type: str, roi: Optional[Sequence[int]] = None, *,
                               z: int = 0, channel: int = 0) -> np.ndarray:
         """(h, w) float32 map of to_dense(roi); roi defaults to the window [0, grid_size)^2

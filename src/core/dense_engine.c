@@ -32,6 +32,8 @@ struct ath_dense_engine {
     size_t buf_floats; /* capacity of in_buf / out_buf */
     double *row_norms; /* one row of per-cell norms per thread (ath_step_rule_row) */
     size_t row_norms_n;
+    float *row_out;    /* banded step: one channel-planar output row (2*d*W floats) per thread */
+    size_t row_out_n;
 };
 
 /* Bound on H*W*d complex values and on the model's (padded) input size. */
@@ -119,6 +121,7 @@ void ath_dense_destroy(ath_dense_engine *e) {
     ath_free(e->in_buf);
     ath_free(e->out_buf);
     ath_free(e->row_norms);
+    ath_free(e->row_out);
     ath_free(e);
 }
 
@@ -187,6 +190,18 @@ static ath_status dense_buffers(ath_dense_engine *e, size_t need, ath_error *err
     return ATH_OK;
 }
 
+static ath_status dense_row_out(ath_dense_engine *e, int nthreads, ath_error *err) {
+    const size_t need = (size_t)nthreads * 2 * (size_t)e->cfg.d_state * (size_t)e->cfg.grid_size;
+    if (need > e->row_out_n) {
+        float *rows = (float *)ath_malloc(need * sizeof(float));
+        if (rows == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the update");
+        ath_free(e->row_out);
+        e->row_out = rows;
+        e->row_out_n = need;
+    }
+    return ATH_OK;
+}
+
 static ath_status dense_row_norms(ath_dense_engine *e, int nthreads, ath_error *err) {
     const size_t need = (size_t)nthreads * (size_t)e->cfg.grid_size;
     if (need > e->row_norms_n) {
@@ -226,6 +241,7 @@ static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error 
 #endif
     st = dense_buffers(e, (size_t)(2 * d * (bh + 2 * H) * W), err);
     if (st == ATH_OK) st = dense_row_norms(e, nthreads, err);
+    if (st == ATH_OK) st = dense_row_out(e, nthreads, err);
     if (st != ATH_OK) return st;
     for (y0 = 0; y0 < g && !bad; y0 += bh) {
         const int64_t y1 = y0 + bh < g ? y0 + bh : g;
@@ -266,9 +282,13 @@ static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error 
 #ifdef _OPENMP
             tid = omp_get_thread_num();
 #endif
-            bad |= ath_step_rule_row(e->field + y * g * d, re, re + d * plane, (ptrdiff_t)plane, g, d,
-                                     e->cfg.gamma_decay, e->cfg.unitary, e->next + y * g * d,
-                                     e->row_norms + (size_t)tid * (size_t)g);
+            /* psi: the band's input holds the row channel-planar already (exact copies) */
+            const float *psi = e->in_buf + (y - ylo) * W + col0;
+            float *o = e->row_out + (size_t)tid * 2 * (size_t)d * (size_t)g;
+            bad |= ath_rule_planar_row(psi, psi + d * plane, (ptrdiff_t)plane, re, re + d * plane, (ptrdiff_t)plane,
+                                       g, d, e->cfg.gamma_decay, e->cfg.unitary, 0.0, o, o + d * g, (ptrdiff_t)g,
+                                       e->row_norms + (size_t)tid * (size_t)g, NULL, NULL);
+            ath_rule_planar_to_cells(o, o + d * g, (ptrdiff_t)g, g, d, e->next + y * g * d);
         }
     }
     if (bad)

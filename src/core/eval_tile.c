@@ -223,7 +223,7 @@ static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx
             }
         }
         (void)ath_rule_planar_row(pre, pim, BT, rrow + x0, rrow + x0 + d * SS, (ptrdiff_t)SS, x1 - x0, d,
-                                  e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold, ore, oim, norm,
+                                  e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold, ore, oim, BT, norm,
                                   nonfin, keep);
         for (ix = x0; ix < x1; ix++) {
             const int64_t j = ix - x0;

@@ -62,12 +62,51 @@ static inline int rule_kernel(const float *pre, const float *pim, ptrdiff_t pcel
     return bad;
 }
 
+/* x86-64 Linux: every entry point is also compiled for AVX2 and picked at load
+ * time (ifunc).  Only the vector width changes: no FMA (no contraction), the
+ * same IEEE operations per value, so both clones give the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(ATH_NO_RULE_CLONES)
+#define RULE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RULE_CLONES
+#endif
+
+/* Floats in each planar chunk buffer of ath_step_rule_row (4 of them on the stack). */
+#define ROW_CHUNK_FLOATS 2048
+
+RULE_CLONES
 int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
                       ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
                       ath_cf32 *out, double *norm) {
-    /* interleaved: cell x, channel k at float offset 2*(x*d + k) (+1 for im) */
-    return rule_kernel(&psi->re, &psi->im, 2 * d_state, 2, delta_re, delta_im, stride, w, d_state, gamma,
-                       unitary, &out->re, &out->im, 2 * d_state, 2, norm, NULL);
+    /* The states are interleaved (cell x, channel k at psi[x*d + k]); the kernel runs on
+     * channel-planar copies of a chunk of cells so that every loop has unit stride.
+     * A chunk is read completely before any of it is written, so out may alias psi. */
+    float pre[ROW_CHUNK_FLOATS], pim[ROW_CHUNK_FLOATS], ore[ROW_CHUNK_FLOATS], oim[ROW_CHUNK_FLOATS];
+    const int64_t cw = ROW_CHUNK_FLOATS / d_state > 0 ? ROW_CHUNK_FLOATS / d_state : 1;
+    int64_t x0, j, k;
+    int bad = 0;
+    if (d_state > ROW_CHUNK_FLOATS) /* wider than a chunk: strided, one cell at a time */
+        return rule_kernel(&psi->re, &psi->im, 2 * d_state, 2, delta_re, delta_im, stride, w, d_state, gamma,
+                           unitary, &out->re, &out->im, 2 * d_state, 2, norm, NULL);
+    for (x0 = 0; x0 < w; x0 += cw) {
+        const int64_t n = w - x0 < cw ? w - x0 : cw;
+        const ath_cf32 *p = psi + x0 * d_state;
+        ath_cf32 *o = out + x0 * d_state;
+        for (j = 0; j < n; j++)
+            for (k = 0; k < d_state; k++) {
+                pre[k * n + j] = p[j * d_state + k].re;
+                pim[k * n + j] = p[j * d_state + k].im;
+            }
+        bad |= rule_kernel(pre, pim, 1, n, delta_re + x0, delta_im + x0, stride, n, d_state, gamma, unitary, ore,
+                           oim, 1, n, norm + x0, NULL);
+        for (j = 0; j < n; j++)
+            for (k = 0; k < d_state; k++) {
+                o[j * d_state + k].re = ore[k * n + j];
+                o[j * d_state + k].im = oim[k * n + j];
+            }
+    }
+    return bad;
 }
 
 double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
@@ -80,22 +119,47 @@ double ath_step_rule(const ath_cf32 *psi, const float *delta_re, const float *de
 /* Widest row the planar entry point handles per kernel call (stack scratch). */
 #define PLANAR_CHUNK 64
 
+RULE_CLONES
 int ath_rule_planar_row(const float *psi_re, const float *psi_im, ptrdiff_t pstride,
                         const float *delta_re, const float *delta_im, ptrdiff_t stride, int64_t w,
                         int64_t d_state, double gamma, int unitary, double threshold, float *out_re,
-                        float *out_im, double *norm, uint8_t *nonfinite, uint8_t *keep) {
+                        float *out_im, ptrdiff_t ostride, double *norm, uint8_t *nonfinite, uint8_t *keep) {
     double nf[PLANAR_CHUNK];
     int64_t x0, x;
     int bad = 0;
     for (x0 = 0; x0 < w; x0 += PLANAR_CHUNK) {
         const int64_t n = w - x0 < PLANAR_CHUNK ? w - x0 : PLANAR_CHUNK;
         (void)rule_kernel(psi_re + x0, psi_im + x0, 1, pstride, delta_re + x0, delta_im + x0, stride, n,
-                          d_state, gamma, unitary, out_re + x0, out_im + x0, 1, pstride, norm + x0, nf);
+                          d_state, gamma, unitary, out_re + x0, out_im + x0, 1, ostride, norm + x0, nf);
         for (x = 0; x < n; x++) {
-            nonfinite[x0 + x] = nf[x] != 0.0;
             bad |= nf[x] != 0.0;
-            keep[x0 + x] = (uint8_t)ath_rule_keep(norm[x0 + x], threshold);
+            if (nonfinite != NULL) nonfinite[x0 + x] = nf[x] != 0.0;
+            if (keep != NULL) keep[x0 + x] = (uint8_t)ath_rule_keep(norm[x0 + x], threshold);
         }
     }
     return bad;
+}
+
+/* Planar rows -> interleaved cells for a compile-time d (unrolled inner loop). */
+static inline void planar_to_cells_d(const float *re, const float *im, ptrdiff_t stride, int64_t w, int64_t d,
+                                     ath_cf32 *out) {
+    int64_t x, k;
+    for (x = 0; x < w; x++)
+        for (k = 0; k < d; k++) {
+            out[x * d + k].re = re[k * stride + x];
+            out[x * d + k].im = im[k * stride + x];
+        }
+}
+
+RULE_CLONES
+void ath_rule_planar_to_cells(const float *re, const float *im, ptrdiff_t stride, int64_t w, int64_t d_state,
+                              ath_cf32 *out) {
+    switch (d_state) {
+    case 1: planar_to_cells_d(re, im, stride, w, 1, out); break;
+    case 2: planar_to_cells_d(re, im, stride, w, 2, out); break;
+    case 4: planar_to_cells_d(re, im, stride, w, 4, out); break;
+    case 8: planar_to_cells_d(re, im, stride, w, 8, out); break;
+    case 16: planar_to_cells_d(re, im, stride, w, 16, out); break;
+    default: planar_to_cells_d(re, im, stride, w, d_state, out); break;
+    }
 }

@@ -614,6 +614,9 @@ static PyMethodDef engine_methods[] = {
     {"to_dense", KW engine_to_dense, METH_VARARGS | METH_KEYWORDS, "to_dense(roi, z=0) -> (h, w, d) complex64"},
     {"compute_visualization", KW engine_compute_visualization, METH_VARARGS | METH_KEYWORDS,
      "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32; (h, w, 3) holographic, (5, h, w) holographic_bulk"},
+    {"stats", (PyCFunction)engine_stats, METH_NOARGS,
+     "stats() -> dict: the last step's counters (evaluated, model_calls, batch) and the engine's memory "
+     "(matter_bytes, scratch_bytes, memory_bytes, stored_cells)."},
     {"_stats", (PyCFunction)engine_stats, METH_NOARGS,
      "_stats() -> dict: evaluated cells, model calls and batch size of the last step; the engine's "
      "own memory: matter_bytes (the cell map), scratch_bytes (cached step scratch), memory_bytes (sum), "

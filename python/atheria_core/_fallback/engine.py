@@ -418,6 +418,10 @@ class Engine(ModelSlot):
             self._unguarded_step_native()  # type: ignore[attr-defined]  # step holds the guard
         return len(self._coords)
 
+    def stats(self) -> dict:
+        """The last step's counters {'evaluated', 'model_calls', 'batch'} (public form of ``_stats``)."""
+        return self._stats()
+
     def _stats(self) -> dict:
         """{'evaluated', 'model_calls', 'batch'} of the last step (private, as the C ``_stats()``)."""
         return dict(self._last_stats)
