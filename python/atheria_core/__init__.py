@@ -129,6 +129,16 @@ __all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "ha
                            "Snapshot", "SnapshotError", "History", "load_snapshot", "ROIManager"]
 
 
+#: Our API's objects that ATHERIA_API=original replaced at the top level (see _native).
+_NATIVE_API: dict = {}
+
+
+def _native(name: str):
+    """Our API's top-level object ``name`` (e.g. ``"Engine"``), also when ATHERIA_API=original
+    replaced it with the original module's; for the package's own modules (the wrapper)."""
+    return _NATIVE_API.get(name) or globals()[name]
+
+
 def _select_api() -> str:
     """``ATHERIA_API=original``: the top level becomes the original module's API
     (``atheria_core.compat``) for backends that cannot be edited; ``BACKEND`` still
@@ -142,6 +152,8 @@ def _select_api() -> str:
     from . import compat as _compat
     g = globals()
     for name in _compat.__all__:
+        if name in g:
+            _NATIVE_API[name] = g[name]
         g[name] = getattr(_compat, name)
     logger.info("atheria_core: ATHERIA_API=original: the original module's API over the %s backend", BACKEND)
     return "original"

@@ -152,19 +152,19 @@ class NativeEngineWrapper(WrapperAPI):
         return "sparse", f"local zero-preserving model (radius {radius}), occupancy {occupancy:.1%}"
 
     def _build_engine(self, kind: str, meta: Optional[Mapping[str, Any]]) -> Any:
-        ac = self._ac._impl     # the native API, also when ATHERIA_API=original swaps the top level
+        native = self._ac._native   # our API, also when ATHERIA_API=original swaps the top level
         unitary = self.unitary
         if kind == "dense":
-            eng = ac.DenseEngine(self.grid_size, self.d_state, self.device, gamma_decay=self.gamma_decay,
-                                 unitary=unitary, seed=self.seed, vacuum_strength=self.vacuum_strength)
+            eng = native("DenseEngine")(self.grid_size, self.d_state, self.device, gamma_decay=self.gamma_decay,
+                                        unitary=unitary, seed=self.seed, vacuum_strength=self.vacuum_strength)
             if self.initial_state_mode != "complex_noise":
                 eng.set_state(self._initial)
             return eng
         radius = (meta or {}).get("receptive_radius")
         radius = 1 if radius is None else int(radius)
-        eng = ac.Engine(self.d_state, self.device, self.grid_size, background="zero", extent="zero",
-                        threshold=0.0, gamma_decay=self.gamma_decay, unitary=unitary, seed=self.seed,
-                        vacuum_strength=self.vacuum_strength, patch=2 * radius + 1)
+        eng = native("Engine")(self.d_state, self.device, self.grid_size, background="zero", extent="zero",
+                               threshold=0.0, gamma_decay=self.gamma_decay, unitary=unitary, seed=self.seed,
+                               vacuum_strength=self.vacuum_strength, patch=2 * radius + 1)
         self._load_sparse_field(eng, self._initial)
         return eng
 

@@ -82,6 +82,7 @@ static void check_holographic(int64_t h, int64_t w, int64_t d, int64_t channel) 
     float *out = (float *)malloc((size_t)(n * ATH_VIZ_BULK_DEPTH) * sizeof *out);
     float *dens = (float *)malloc((size_t)(n * ATH_VIZ_BULK_DEPTH) * sizeof *dens);
     double maxerr = 0.0;
+    int in_unit = 1;
     for (i = 0; i < n * d; i++) {
         /* mostly small values (R below its clamp), some large (R and B clamped) */
         double scale = (i % 7 == 0) ? 2.0 : 0.2;
@@ -99,10 +100,9 @@ static void check_holographic(int64_t h, int64_t w, int64_t d, int64_t channel) 
         g = (atan2(im, re) + 3.14159265358979323846) / (2.0 * 3.14159265358979323846);
         b = fmin(1.0, fmax(0.0, (re + 1.0) / 2.0));
         maxerr = fmax(maxerr, fabs(out[3 * i] - r) + fabs(out[3 * i + 1] - g) + fabs(out[3 * i + 2] - b));
-        CHECK(out[3 * i] >= 0.0f && out[3 * i] <= 1.0f && out[3 * i + 1] >= 0.0f && out[3 * i + 1] <= 1.0f &&
-                  out[3 * i + 2] >= 0.0f && out[3 * i + 2] <= 1.0f,
-              "holographic values in [0, 1] at %lld", (long long)i);
+        for (k = 0; k < 3; k++) in_unit &= out[3 * i + k] >= 0.0f && out[3 * i + k] <= 1.0f;
     }
+    CHECK(in_unit, "holographic values in [0, 1]");
     CHECK(maxerr < 3e-7, "holographic R, G, B (err %g)", maxerr);
     CHECK(fabs(out[1] - 0.5f) < 1e-7 && fabs(out[2] - 0.5f) < 1e-7, "zero cell: G = B = 0.5");
 

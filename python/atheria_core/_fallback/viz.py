@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ._args import host_array
+
 VIZ_TYPES = ("density", "phase", "energy", "real", "imag", "gradient", "holographic", "holographic_bulk")
 
 #: Layers of the holographic_bulk map (the original module's fixed bulk depth; viz.h ATH_VIZ_BULK_DEPTH).
@@ -126,17 +128,6 @@ def _density(re: np.ndarray, im: np.ndarray) -> np.ndarray:
     return np.sum(r * r + i * i, axis=2)
 
 
-def _host_tensor(obj: Any) -> Any:
-    """A torch tensor (requires_grad, on a GPU, half precision) as a host tensor NumPy can read,
-    as the extension's converter does; anything else unchanged.  torch is not imported here."""
-    if type(obj).__module__.startswith("torch") and hasattr(obj, "detach"):
-        t = obj.detach().cpu()
-        if str(t.dtype) in ("torch.bfloat16", "torch.float16"):
-            t = t.float()
-        return t
-    return obj
-
-
 def generate_bulk_state(base_field: Any, depth: Any, max_values: int) -> np.ndarray:
     """DenseEngine.generate_bulk_state: a real (H, W), (C, H, W) or (1, C, H, W) field ->
     (1, depth * C, H, W) float32, layer l (channels l*C .. l*C+C-1) = blur3x3 applied l times
@@ -153,7 +144,7 @@ def generate_bulk_state(base_field: Any, depth: Any, max_values: int) -> np.ndar
     if base_field is None or isinstance(base_field, (str, bytes)):
         raise TypeError(f"base_field: expected a real array-like, got {type(base_field).__name__}")
     try:
-        raw = np.asarray(_host_tensor(base_field))
+        raw = np.asarray(host_array(base_field))
     except Exception:  # noqa: BLE001 - ragged lists and the like
         raise TypeError("base_field: expected a real array-like") from None
     if raw.dtype.kind not in "iuf":

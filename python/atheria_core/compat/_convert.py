@@ -8,6 +8,8 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from .._fallback._args import host_array
+
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - the compat API is torch in, torch out
@@ -17,19 +19,14 @@ except ImportError as exc:  # pragma: no cover - the compat API is torch in, tor
 
 def to_numpy(obj: Any, name: str) -> np.ndarray:
     """A torch tensor (any device, requires_grad, non-contiguous, conjugate view) or an array-like
-    -> a NumPy array (the tensor's host copy; no dtype change)."""
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        if t.is_conj():
-            t = t.resolve_conj()
-        if t.dtype == torch.bfloat16 or t.dtype == torch.float16:
-            t = t.to(torch.float32)     # exact: both are subsets of float32
-        return t.numpy()
+    -> a NumPy array (the tensor's host copy; no dtype change beyond the exact widenings of
+    ``_fallback._args.host_array``, the conversion rule both backends use)."""
     if obj is None or isinstance(obj, (str, bytes)):
         raise TypeError(f"{name}: expected a torch tensor, got {type(obj).__name__}")
-    return np.asarray(obj)
+    try:
+        return np.asarray(host_array(obj))
+    except TypeError as exc:
+        raise TypeError(f"{name}: {exc}") from None
 
 
 def state_vector(obj: Any, d_state: int, name: str = "state") -> np.ndarray:

@@ -36,8 +36,14 @@ class Coord3D:
 
 
 def coords_to_list(arr: Any) -> List[Coord3D]:
-    """(N, 3) int array -> list of Coord3D."""
-    return [Coord3D(int(x), int(y), int(z)) for x, y, z in arr.tolist()]
+    """(N, 3) int64 array -> list of Coord3D (components already ints: no per-item validation)."""
+    new = Coord3D.__new__
+    out = []
+    for x, y, z in arr.tolist():
+        c = new(Coord3D)
+        c.x, c.y, c.z = x, y, z
+        out.append(c)
+    return out
 
 
 class SparseMap:

@@ -5,7 +5,7 @@ the selected backend (``atheria_core.BACKEND``); this layer converts tensors,
 keeps the original's return values and keeps the two pieces of bookkeeping
 that the original had and ours does not: its *active region* (matter plus
 the 3x3x3 cube around every particle, plus what ``activate_neighborhood``
-added) and the steps counted without a model.
+added since the last step) and the steps counted without a model.
 """
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ def _cube(c: Key, radius: int) -> List[Key]:
     return [(c[0] + dx, c[1] + dy, c[2] + dz) for dx in r for dy in r for dz in r]
 
 
+_OFFSETS = np.array([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)],
+                    dtype=np.int64)
+
+
 class Engine:
     """The original sparse ``Engine(d_state, device="cpu", grid_size=64)``."""
 
@@ -47,7 +51,10 @@ class Engine:
         self._eng = _impl.Engine(d_state, _device(device), grid_size)
         self._d = int(self._eng.d_state)
         self._grid = int(self._eng.grid_size)
-        self._active: Set[Key] = set()
+        # The original's active region is the 3x3x3 cube around every particle (kept so by
+        # add_particle and rebuilt from the matter by every step) plus what activate_neighborhood
+        # added since the last step; the matter part is derived from the native matter on demand.
+        self._activated: Set[Key] = set()
         self._steps_without_model = 0
         self._error = ""
 
@@ -64,7 +71,6 @@ class Engine:
     def add_particle(self, coord: Any, state: Any) -> None:
         key = coord_tuple(coord)
         self._eng.add_particle(key, state_vector(state, self._d))
-        self._active.update(_cube(key, 1))
 
     def get_state_at(self, coord: Any) -> "torch.Tensor":
         """(d_state,) complex64 tensor: the matter, else our vacuum (DESIGN §3.2; not the original's)."""
@@ -78,7 +84,7 @@ class Engine:
 
     def clear(self) -> None:
         self._eng.clear()
-        self._active.clear()
+        self._activated.clear()
         self._steps_without_model = 0
 
     # ----------------------------------------------------------------- stepping
@@ -93,15 +99,8 @@ class Engine:
             except Exception as exc:
                 self._error = str(exc) or type(exc).__name__
                 raise
-        self._reset_active_region()
+        self._activated.clear()          # the step rebuilt the region from the matter
         return self.get_matter_count()
-
-    def _reset_active_region(self) -> None:
-        coords, _ = self._eng.matter()
-        active: Set[Key] = set()
-        for c in map(tuple, coords.tolist()):
-            active.update(_cube(c, 1))
-        self._active = active
 
     # ----------------------------------------------------------------- region
     def activate_neighborhood(self, coord: Any, radius: int = 1) -> None:
@@ -111,11 +110,18 @@ class Engine:
             raise TypeError(f"radius: expected an int, got {type(radius).__name__}")
         if not 0 <= int(radius) <= 64:
             raise ValueError(f"radius: must be in [0, 64], got {radius}")
-        self._active.update(_cube(coord_tuple(coord), int(radius)))
+        self._activated.update(_cube(coord_tuple(coord), int(radius)))
 
     def get_active_coords(self) -> List[Coord3D]:
-        """The active region (matter plus its 3x3x3 neighbourhoods), as the original."""
-        return [Coord3D(*k) for k in self._active]
+        """The active region (matter plus its 3x3x3 neighbourhoods, plus cells activated since
+        the last step), as the original; each cell once."""
+        coords, _ = self._eng.matter()
+        region = np.unique((coords[:, None, :] + _OFFSETS[None]).reshape(-1, 3), axis=0)
+        out = coords_to_list(region)
+        if self._activated:
+            seen = set(map(tuple, region.tolist()))
+            out.extend(Coord3D(*k) for k in self._activated if k not in seen)
+        return out
 
     def query_radius(self, center: Any, radius: int) -> List[Coord3D]:
         """Matter cells in the box (Chebyshev distance <= radius, in 3-D) around ``center``."""
