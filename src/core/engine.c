@@ -1879,8 +1879,9 @@ ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_
     }
     if (roi->x1 < roi->x0 || roi->y1 < roi->y0)
         return ath_error_set(err, ATH_ERR_INVALID, "visit_matter: need x0 <= x1 and y0 <= y1");
-    if (!ath_coord_in_limits(ath_coord_make(roi->x0, roi->y0, roi->z)) ||
-        !ath_coord_in_limits(ath_coord_make(roi->x1, roi->y1, roi->z)))
+    /* half-open: an end may lie one past the coordinate limit */
+    if (!ath_coord_in_limits(ath_coord_make(roi->x0, roi->y0, roi->z)) || roi->x1 > ATH_COORD_LIMIT + 1 ||
+        roi->y1 > ATH_COORD_LIMIT + 1)
         return ath_error_set(err, ATH_ERR_RANGE, "visit_matter: region out of range (|c| <= 2**60)");
     if (roi->x1 == roi->x0 || roi->y1 == roi->y0 || nm == 0) return ATH_OK;
     bc = (ath_coord *)ath_malloc(ATH_VISIT_BATCH * sizeof *bc);
