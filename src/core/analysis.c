@@ -65,7 +65,7 @@ static void add_cells(acc *c, const ath_coord *coords, const ath_cf32 *states, s
         }
         a->energy += e;
         if (e > c->emax) c->emax = e;
-        m = hypot((double)s[0].re, (double)s[0].im);
+        m = sqrt((double)s[0].re * s[0].re + (double)s[0].im * s[0].im); /* exact enough in double, and cheaper than hypot */
         if (m > 0.0) {
             c->sre += (double)s[0].re / m;
             c->sim += (double)s[0].im / m;
