@@ -483,3 +483,68 @@ def test_c_and_python_codecs_refuse_alike(cut):
         with pytest.raises(SnapshotError) as info:
             Snapshot._py_from_bytes(data, "x.snap")
         assert not ok and kind == info.value.kind and "x.snap" in msg
+
+
+def test_history_on_the_wrapper_and_the_motor(demo_root):
+    from atheria_core.motor import AetheriaMotor
+    from atheria_core.wrapper import NativeEngineWrapper
+    w = NativeEngineWrapper(16, 4, engine="dense")
+    assert w.load_model(os.path.join(demo_root, "training_checkpoints", "DEMO_UNET_CONVLSTM", "checkpoint_ep3.jit.pt"))
+    m = AetheriaMotor(None, 8, 2)
+    for eng, step in ((w, w.evolve_internal_state), (m, m.evolve_internal_state)):
+        h = History(eng, 10 ** 7)
+        seen = {}
+        for _ in range(4):
+            seen[h.push()] = eng.get_dense_state()
+            step()
+        after = eng.get_dense_state()
+        assert h.rewind(3) == 1 and eng.get_step_count() == 1
+        assert np.array_equal(eng.get_dense_state(), seen[1])
+        for _ in range(3):
+            step()
+        assert np.array_equal(eng.get_dense_state(), after)   # memory came back too (ConvLSTM)
+
+
+def test_user_memory_callable_round_trip(api):
+    """A Python-callable memory model on the DenseEngine: get_memory() / set_memory(h, c)."""
+    class Mem:
+        has_memory = True
+
+        def __init__(self):
+            self.h = None
+            self.pending = None
+
+        def init_memory(self, x):
+            return np.zeros_like(x), np.zeros_like(x)
+
+        def __call__(self, x):
+            h = self.h if self.h is not None else np.zeros_like(x)
+            self.pending = h + 0.01 * x
+            return (0.1 * h).astype(np.float32)
+
+        def commit_memory(self):
+            self.h, self.pending = self.pending, None
+
+        def discard_memory(self):
+            self.pending = None
+
+        def reset_memory(self):
+            self.h = self.pending = None
+
+        def get_memory(self):
+            return None if self.h is None else (self.h.copy(), self.h.copy())
+
+        def set_memory(self, h, c):
+            self.h = np.array(h, dtype=np.float32)
+
+    e = api.DenseEngine(6, 2)
+    model = Mem()
+    e.set_model(model)
+    e.step(3)
+    snap = e.snapshot()
+    assert snap.meta["memory"] is not None
+    e.step(3)
+    ref = e.get_state()
+    e.restore(snap)
+    e.step(3)
+    assert np.array_equal(ref, e.get_state())

@@ -164,13 +164,47 @@ def _set_memory(engine: Any, meta: Optional[Dict[str, Any]], arrays: Dict[str, n
         if shape is None:
             g, d = engine.grid_size, engine.d_state
             shape = [1, 2 * d, g, g]
-        m.set_memory(h, c, tuple(shape))
+        if _takes_input_shape(m.set_memory):
+            m.set_memory(h, c, tuple(shape))
+        else:   # a user callable with set_memory(h, c)
+            m.set_memory(h, c)
         return
     if _is_c(engine) and type(m).__name__ == "PyCapsule":
         _core()._capsule_memory_set(m, np.concatenate([h.ravel(), c.ravel()]).astype(np.float32))
         return
     raise SnapshotError(f"snapshot {source}: the engine's model ({type(m).__name__}) has no memory to restore",
                         kind="mismatch", path=source)
+
+
+def _takes_input_shape(fn: Any) -> bool:
+    import inspect
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return True
+    return len(params) >= 3
+
+
+def _check_memory(engine: Any, meta: Optional[Dict[str, Any]], arrays: Dict[str, np.ndarray], source: str) -> None:
+    """The checks of _set_memory that can fail, done before the engine is touched."""
+    if meta is None:
+        return
+    m = _model_obj(engine)
+    if m is None:
+        return   # _set_memory warns
+    if "flat" in meta or "memory_flat" in arrays:
+        if "memory_flat" not in arrays:
+            raise SnapshotError(f"snapshot {source}: memory array missing", kind="corrupt", path=source)
+        if not (_is_c(engine) and type(m).__name__ == "PyCapsule"):
+            raise SnapshotError(f"snapshot {source}: its memory was saved from a LibTorch-shim model; the "
+                                f"engine's model ({type(m).__name__}) cannot take it", kind="mismatch", path=source)
+        return
+    if arrays.get("memory_h") is None or arrays.get("memory_c") is None:
+        raise SnapshotError(f"snapshot {source}: memory arrays missing", kind="corrupt", path=source)
+    if not (callable(getattr(m, "set_memory", None)) or (_is_c(engine) and type(m).__name__ == "PyCapsule")):
+        raise SnapshotError(f"snapshot {source}: the engine's model ({type(m).__name__}) has no memory to restore",
+                            kind="mismatch", path=source)
 
 
 def _memory_section(engine: Any) -> Tuple[Optional[Dict[str, Any]], Dict[str, np.ndarray]]:
@@ -383,6 +417,7 @@ class DenseEngineAPI(_SnapshotMixin):
         if not np.all(np.isfinite(field)):
             raise SnapshotError(f"snapshot {_source}: the field holds non-finite values", kind="corrupt",
                                 path=_source)
+        _check_memory(self, snap.meta.get("memory"), snap.arrays, _source)
         self.clear()  # type: ignore[attr-defined]   # vacuum, step 0, model memory reset
         self.set_state(np.asarray(field, dtype=np.complex64))  # type: ignore[attr-defined]
         self._set_step(snap.step)

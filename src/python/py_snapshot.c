@@ -3,6 +3,8 @@
  * python/atheria_core/_engines.py).  Kept in its own file so the engine types'
  * files stay as they are. */
 #include "ath_py.h"
+#include "convert.h"
+#include "py_engine_base.h"
 
 #include <string.h>
 
@@ -12,18 +14,13 @@
 #include "atheria/alloc.h"
 #include "atheria/snapshot.h"
 
-/* The layouts of py_engine.c / py_dense_engine.c (ATHPY_ENGINE_HEAD, then the C engine). */
-typedef struct {
-    ATHPY_ENGINE_HEAD
-    ath_engine *eng;
-} SnapSparse;
-typedef struct {
-    ATHPY_ENGINE_HEAD
-    ath_dense_engine *eng;
-} SnapDense;
+#define SPARSE(obj) ((ath_engine *)ATHPY_BASE(obj)->eng)
+#define DENSE(obj) ((ath_dense_engine *)ATHPY_BASE(obj)->eng)
 
-/* 1 sparse, 2 dense, -1 with an exception. */
-static int engine_kind(PyObject *obj, const char *fn) {
+/* Type check, then the engine's busy guard (athpy_engine_enter): 1 sparse,
+ * 2 dense, -1 with an exception.  A caller that got 1 or 2 calls
+ * athpy_engine_leave on every path. */
+static int engine_enter(PyObject *obj, const char *fn) {
     int k = 0;
     if (PyObject_TypeCheck(obj, &AthPyEngine_Type)) k = 1;
     else if (PyObject_TypeCheck(obj, &AthPyDenseEngine_Type)) k = 2;
@@ -32,14 +29,7 @@ static int engine_kind(PyObject *obj, const char *fn) {
                      Py_TYPE(obj)->tp_name);
         return -1;
     }
-    if ((k == 1 && ((SnapSparse *)obj)->eng == NULL) || (k == 2 && ((SnapDense *)obj)->eng == NULL)) {
-        PyErr_Format(PyExc_RuntimeError, "%s: the engine is not initialised", fn);
-        return -1;
-    }
-    if (((AthPyEngineBase *)obj)->busy) {
-        PyErr_Format(PyExc_RuntimeError, "%s: the engine is busy (a step runs in another thread)", fn);
-        return -1;
-    }
+    if (athpy_engine_enter(ATHPY_BASE(obj)) < 0) return -1;
     return k;
 }
 
@@ -51,10 +41,11 @@ static PyObject *snap_set_step_count(PyObject *self, PyObject *args) {
     int k;
     (void)self;
     if (!PyArg_ParseTuple(args, "OL:_set_step_count", &obj, &step)) return NULL;
-    if ((k = engine_kind(obj, "_set_step_count")) < 0) return NULL;
+    if ((k = engine_enter(obj, "_set_step_count")) < 0) return NULL;
     ath_error_clear(&err);
-    st = k == 1 ? ath_engine_set_step_count(((SnapSparse *)obj)->eng, (int64_t)step, &err)
-                : ath_dense_set_step_count(((SnapDense *)obj)->eng, (int64_t)step, &err);
+    st = k == 1 ? ath_engine_set_step_count(SPARSE(obj), (int64_t)step, &err)
+                : ath_dense_set_step_count(DENSE(obj), (int64_t)step, &err);
+    athpy_engine_leave(ATHPY_BASE(obj));
     if (st != ATH_OK) return athpy_raise(&err);
     Py_RETURN_NONE;
 }
@@ -111,24 +102,30 @@ static PyObject *snap_matter_in_roi(PyObject *self, PyObject *args, PyObject *kw
     PyArrayObject *ac = NULL, *as = NULL;
     long long z = 0;
     ath_roi roi;
-    int has;
+    int has, k;
     collect_ctx cx;
     ath_error err;
     ath_status st;
     npy_intp dims[2];
     (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OL:_matter_in_roi", kwlist, &obj, &oroi, &z)) return NULL;
-    if (engine_kind(obj, "_matter_in_roi") != 1) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_matter_in_roi: engine must be an Engine");
+    if ((k = engine_enter(obj, "_matter_in_roi")) < 0) return NULL;
+    if (k != 1) {
+        athpy_engine_leave(ATHPY_BASE(obj));
+        PyErr_SetString(PyExc_TypeError, "_matter_in_roi: engine must be an Engine");
         return NULL;
     }
-    if ((has = parse_roi_z(oroi, z, &roi)) < 0) return NULL;
+    if ((has = parse_roi_z(oroi, z, &roi)) < 0) {
+        athpy_engine_leave(ATHPY_BASE(obj));
+        return NULL;
+    }
     memset(&cx, 0, sizeof cx);
-    cx.d = (size_t)ath_engine_get_config(((SnapSparse *)obj)->eng)->d_state;
+    cx.d = (size_t)ath_engine_get_config(SPARSE(obj))->d_state;
     ath_error_clear(&err);
     Py_BEGIN_ALLOW_THREADS
-    st = ath_engine_visit_matter(((SnapSparse *)obj)->eng, has ? &roi : NULL, collect_visit, &cx, &err);
+    st = ath_engine_visit_matter(SPARSE(obj), has ? &roi : NULL, collect_visit, &cx, &err);
     Py_END_ALLOW_THREADS
+    athpy_engine_leave(ATHPY_BASE(obj));
     if (st != ATH_OK) {
         ath_free(cx.c);
         ath_free(cx.s);
@@ -229,24 +226,30 @@ static PyObject *snap_analyze(PyObject *self, PyObject *args, PyObject *kwargs) 
     ath_status st;
     (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OL:_analyze", kwlist, &obj, &oroi, &z)) return NULL;
-    if ((k = engine_kind(obj, "_analyze")) < 0) return NULL;
-    if ((has = parse_roi_z(oroi, z, &roi)) < 0) return NULL;
-    d = k == 1 ? ath_engine_get_config(((SnapSparse *)obj)->eng)->d_state
-               : ath_dense_get_config(((SnapDense *)obj)->eng)->d_state;
+    if ((k = engine_enter(obj, "_analyze")) < 0) return NULL;
+    if ((has = parse_roi_z(oroi, z, &roi)) < 0) {
+        athpy_engine_leave(ATHPY_BASE(obj));
+        return NULL;
+    }
+    d = k == 1 ? ath_engine_get_config(SPARSE(obj))->d_state : ath_dense_get_config(DENSE(obj))->d_state;
     ce = (double *)PyMem_Calloc((size_t)d, sizeof *ce);
-    if (ce == NULL) return PyErr_NoMemory();
+    if (ce == NULL) {
+        athpy_engine_leave(ATHPY_BASE(obj));
+        return PyErr_NoMemory();
+    }
     ath_error_clear(&err);
     Py_BEGIN_ALLOW_THREADS
     if (k == 1) {
-        st = ath_analyze_engine(((SnapSparse *)obj)->eng, has ? &roi : NULL, &a, ce, &err);
+        st = ath_analyze_engine(SPARSE(obj), has ? &roi : NULL, &a, ce, &err);
     } else {
-        const ath_dense_config *cfg = ath_dense_get_config(((SnapDense *)obj)->eng);
+        const ath_dense_config *cfg = ath_dense_get_config(DENSE(obj));
         ath_roi full = {0, 0, cfg->grid_size, cfg->grid_size, 0};
         if (!has) roi = full;
-        st = ath_analyze_dense(ath_dense_state(((SnapDense *)obj)->eng), cfg->grid_size, cfg->grid_size,
-                               cfg->d_state, &roi, &a, ce, &err);
+        st = ath_analyze_dense(ath_dense_state(DENSE(obj)), cfg->grid_size, cfg->grid_size, cfg->d_state, &roi,
+                               &a, ce, &err);
     }
     Py_END_ALLOW_THREADS
+    athpy_engine_leave(ATHPY_BASE(obj));
     if (st != ATH_OK) {
         PyMem_Free(ce);
         return athpy_raise(&err);
@@ -259,10 +262,11 @@ static PyObject *snap_analyze(PyObject *self, PyObject *args, PyObject *kwargs) 
 static PyObject *snap_model_object(PyObject *self, PyObject *obj) {
     PyObject *m;
     (void)self;
-    if (engine_kind(obj, "_model_object") < 0) return NULL;
-    m = ((AthPyEngineBase *)obj)->model_obj;
-    if (m == NULL) Py_RETURN_NONE;
+    if (engine_enter(obj, "_model_object") < 0) return NULL;
+    m = ATHPY_BASE(obj)->model_obj;
+    if (m == NULL) m = Py_None;
     Py_INCREF(m);
+    athpy_engine_leave(ATHPY_BASE(obj));
     return m;
 }
 
