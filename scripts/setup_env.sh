@@ -11,6 +11,10 @@ fi
 # torch is pinned: the CPU build of 2.13.0 is what this project is tested with
 # (an unpinned 'torch' may pull a multi-GB CUDA build).
 .venv/bin/python -m pip install -q "setuptools>=64" wheel "numpy>=1.23" "torch==2.13.0" pytest matplotlib tqdm
+# The live server (docs/server.md): aiohttp; its browser test drives Debian's chromium
+# through Playwright (no browser download: the system chromium is used).
+.venv/bin/python -m pip install -q "aiohttp>=3.9" "playwright>=1.40"
+command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 # No build isolation: the LibTorch shim is built only when torch is importable
 # at build time (docs/build.md).
 .venv/bin/python -m pip install -q --no-build-isolation -e .
