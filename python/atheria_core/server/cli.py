@@ -86,6 +86,8 @@ async def serve(args: argparse.Namespace) -> int:
         site = web.TCPSite(runner, args.host, args.port)
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else args.port
+        # requests are served meanwhile (status says "loading"); the announcement waits for the engine
+        await loop.run_in_executor(None, session.ready.wait, 600.0)
         # the line tests and scripts wait for
         logger.info("serving on http://%s:%d/ (root %s)", args.host, port, args.root)
         if args.play and args.experiment is not None:

@@ -132,6 +132,10 @@ class EngineSession:
         self._analysis: Deque[Dict[str, float]] = collections.deque(maxlen=ANALYSIS_POINTS)
         self._analysis_seq = 0
         self.worker_error: Optional[str] = None
+        #: set once the worker has tried to load the initial experiment
+        self.ready = threading.Event()
+        if experiment is not None:
+            self._status["loading"] = True
 
     # ------------------------------------------------------------------ public (any thread)
     def start(self) -> None:
@@ -219,7 +223,8 @@ class EngineSession:
                     self._load(name, engine)
                 except Exception as exc:  # noqa: BLE001 - reported in the status, server keeps running
                     logger.error("cannot load experiment %r: %s", name, exc)
-                    self._set_status(error=f"cannot load {name!r}: {exc}")
+                    self._set_status(error=f"cannot load {name!r}: {exc}", loading=False)
+            self.ready.set()
             while not self._stop.is_set():
                 self._loop_once()
         except Exception as exc:  # noqa: BLE001 - a dead worker is reported, never silent
@@ -227,6 +232,7 @@ class EngineSession:
             self.worker_error = str(exc)
             self._set_status(error=f"engine worker stopped: {exc}", running=False)
         finally:
+            self.ready.set()
             self._fail_pending("server is shutting down")
             self._release_motor()
 
