@@ -90,8 +90,11 @@ class Hub:
     def counters(self) -> Dict[str, int]:
         dropped = self.frames_dropped + sum(c.dropped for c in self.clients.values())
         sent = self.frames_sent + sum(c.sent for c in self.clients.values())
+        per_client = [{"id": c.id, "frames_sent": c.sent, "frames_dropped": c.dropped,
+                       "texts_pending": len(c.texts), "frame_pending": c.frame is not None}
+                      for c in list(self.clients.values())[:100]]
         return {"clients": len(self.clients), "frames_sent": sent, "frames_dropped": dropped,
-                "errors_replied": self.errors_replied}
+                "errors_replied": self.errors_replied, "per_client": per_client}
 
 
 SESSION_KEY: "web.AppKey[EngineSession]" = web.AppKey("session", EngineSession)
@@ -268,6 +271,7 @@ async def _status_loop(app: web.Application) -> None:
             continue
         st = session.status()
         st.update(hub.counters())
+        del st["per_client"]  # /api/status has it; every client needs only its own counters
         st["experiments"] = session.experiments()
         for c in list(hub.clients.values()):
             c.analysis_seq, points = session.analysis_since(c.analysis_seq)
