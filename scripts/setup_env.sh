@@ -17,5 +17,7 @@ fi
 command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 # No build isolation: the LibTorch shim is built only when torch is importable
 # at build time (docs/build.md).
+# optional extras: viz (Pillow PNG frames), hypothesis (snapshot reader fuzzing)
+.venv/bin/python -m pip install -q "Pillow>=9" hypothesis
 .venv/bin/python -m pip install -q --no-build-isolation -e .
 .venv/bin/python -c "import atheria_core as ac; print('atheria_core', ac.__version__, 'backend:', ac.BACKEND, '| OpenMP:', ac.has_openmp(), '| LibTorch shim:', ac.has_torch_support())"

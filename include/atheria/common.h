@@ -54,6 +54,17 @@ typedef struct ath_cf32 {
 /* Coordinates must satisfy |c| <= ATH_COORD_LIMIT so that c +- radius never overflows. */
 #define ATH_COORD_LIMIT ((int64_t)1 << 60)
 
+/* A region of one plane: [x0, x1) x [y0, y1) at plane z (half-open in x and y).
+ * Defined once here; a second definition at a merge is a compile error on purpose. */
+#ifndef ATHERIA_ROI_DEFINED
+#define ATHERIA_ROI_DEFINED
+typedef struct ath_roi {
+    int64_t x0, y0, x1, y1, z;
+} ath_roi;
+#else
+#error "ath_roi defined twice (keep the one in atheria/common.h)"
+#endif
+
 /* OpenMP runtime control (no-ops when built without OpenMP). */
 void ath_set_num_threads(int n);
 int ath_get_max_threads(void);

@@ -42,6 +42,8 @@ const ath_cf32 *ath_dense_state(const ath_dense_engine *engine);
 /* Copies H*W*d values in; refuses non-finite values (changes nothing then). */
 ath_status ath_dense_set_state(ath_dense_engine *engine, const ath_cf32 *field, ath_error *err);
 int64_t ath_dense_step_count(const ath_dense_engine *engine);
+/* Sets the step count (restoring a snapshot); step >= 0.  The field is untouched. */
+ath_status ath_dense_set_step_count(ath_dense_engine *engine, int64_t step, ath_error *err);
 /* Back to the vacuum at step 0, step count 0, model memory reset. */
 void ath_dense_reset(ath_dense_engine *engine);
 

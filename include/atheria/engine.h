@@ -163,6 +163,19 @@ int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *d
                       ptrdiff_t stride, int64_t w, int64_t d_state, double gamma, int unitary,
                       ath_cf32 *out, double *norm);
 
+/* ---- matter walk and step count (snapshots, analysis, ROI views) ----
+ * Calls visit on batches of matter cells (all matter when roi == NULL, else
+ * only the matter inside roi); the cost grows with the matter / the roi, never
+ * with the whole universe.  A non-OK return from visit stops the walk and is
+ * returned.  The batches are borrowed for the duration of the call only. */
+typedef ath_status (*ath_matter_visitor)(void *ctx, const ath_coord *coords, const ath_cf32 *states,
+                                         size_t n, ath_error *err);
+ath_status ath_engine_visit_matter(const ath_engine *engine, const ath_roi *roi,
+                                   ath_matter_visitor visit, void *ctx, ath_error *err);
+/* Sets the step count (restoring a snapshot); step >= 0.  The vacuum of the
+ * next step is then the one of that step. */
+ath_status ath_engine_set_step_count(ath_engine *engine, int64_t step, ath_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -39,6 +39,15 @@ typedef struct ath_model_ops {
     void (*discard_memory)(void *ctx);
     void (*reset_memory)(void *ctx);
     void (*destroy)(void *ctx);
+    /* Committed memory for snapshots (optional; NULL for stateless models):
+     * memory_size: floats of the committed memory (h then c, flattened), 0 if none;
+     * memory_get:  copies exactly n = memory_size() floats out;
+     * memory_set:  replaces the committed memory with n floats (h then c), dropping any
+     *              pending memory; the model may check n against its shapes when it
+     *              next runs (a mismatch then fails that forward, with a message). */
+    int64_t (*memory_size)(void *ctx);
+    ath_status (*memory_get)(void *ctx, float *out, int64_t n, ath_error *err);
+    ath_status (*memory_set)(void *ctx, const float *in, int64_t n, ath_error *err);
 } ath_model_ops;
 
 typedef struct ath_model {

@@ -102,4 +102,12 @@ def has_torch_support() -> bool:
     return _torch_support.shim_available()
 
 
-__all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "__version__"]
+# Snapshots, ROI views and analysis on both engine types (python/atheria_core/_engines.py).
+from ._engines import engine_types as _engine_types  # noqa: E402
+from .snapshot import History, Snapshot, SnapshotError, load_snapshot  # noqa: E402
+from .roi import ROIManager  # noqa: E402
+
+Engine, DenseEngine = _engine_types(_impl)
+
+__all__ = list(_PUBLIC) + ["BACKEND", "BACKEND_REASON", "has_torch_support", "__version__",
+                           "Snapshot", "SnapshotError", "History", "load_snapshot", "ROIManager"]

@@ -228,7 +228,10 @@ def _check_roi(roi: Optional[Sequence[int]], h: int, w: int) -> Tuple[int, int, 
     return x0, y0, x1, y1
 
 
-class AetheriaMotor:
+from ._motor_api import MotorAPI  # noqa: E402  (snapshots, roi views, analysis)
+
+
+class AetheriaMotor(MotorAPI):
     """Reference dense engine (see the module docstring for the state layout and rule).
 
     Args:

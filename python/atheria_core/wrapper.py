@@ -69,7 +69,10 @@ class _LazyState:
         return self._owner.d_state
 
 
-class NativeEngineWrapper:
+from ._motor_api import WrapperAPI  # noqa: E402  (snapshots, ROI manager, analysis)
+
+
+class NativeEngineWrapper(WrapperAPI):
     """The native engines with the interface of :class:`atheria_core.motor.AetheriaMotor`.
 
     Args:
@@ -301,9 +304,11 @@ class NativeEngineWrapper:
 
     def get_visualization_data(self, viz_type: str = "density", roi: Optional[Sequence[int]] = None,
                                channel: int = 0) -> Dict[str, Any]:
-        """The payload of ``AetheriaMotor.get_visualization_data``, computed in C."""
+        """The payload of ``AetheriaMotor.get_visualization_data``, computed in C.
+
+        ``roi`` None uses the wrapper's :attr:`roi_manager` (the whole grid unless set)."""
         eng = self._require_engine()
-        r = self._roi(roi)
+        r = self._roi(roi if roi is not None else self.roi_manager.roi)
         data = eng.compute_visualization(viz_type, r, channel=channel)
         return {"type": viz_type, "data": data, "min": float(data.min()), "max": float(data.max()),
                 "step": int(eng.get_step_count()), "shape": tuple(data.shape), "roi": r,

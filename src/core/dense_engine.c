@@ -292,6 +292,13 @@ ath_status ath_dense_set_state(ath_dense_engine *e, const ath_cf32 *field, ath_e
 
 int64_t ath_dense_step_count(const ath_dense_engine *e) { return e ? e->step : 0; }
 
+ath_status ath_dense_set_step_count(ath_dense_engine *e, int64_t step, ath_error *err) {
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "dense engine: NULL");
+    if (step < 0) return ath_error_set(err, ATH_ERR_INVALID, "step count must be >= 0, got %lld", (long long)step);
+    e->step = step;
+    return ATH_OK;
+}
+
 void ath_dense_reset(ath_dense_engine *e) {
     if (e == NULL) return;
     fill_vacuum(e);

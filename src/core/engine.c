@@ -1848,3 +1848,86 @@ ath_status ath_engine_query_radius(const ath_engine *e, ath_coord center, double
     *n_out = n;
     return ATH_OK;
 }
+
+/* ------------------------------------------- matter walk, step count (h11)
+ * One block on purpose: the persistent-block engine provides the same two
+ * functions; this version walks today's cell map. */
+
+#define ATH_VISIT_BATCH 4096
+
+ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_matter_visitor visit,
+                                   void *ctx, ath_error *err) {
+    const size_t nm = e != NULL ? ath_cellmap_size(e->matter) : 0;
+    const ath_coord *mc;
+    const ath_cf32 *ms;
+    size_t d, i;
+    ath_coord *bc;
+    ath_cf32 *bs;
+    size_t nb = 0;
+    ath_status st = ATH_OK;
+    if (e == NULL || visit == NULL) return ath_error_set(err, ATH_ERR_INVALID, "visit_matter: NULL argument");
+    mc = ath_cellmap_coords(e->matter);
+    ms = ath_cellmap_states(e->matter);
+    d = (size_t)e->cfg.d_state;
+    if (roi == NULL) {
+        /* the map's arrays are contiguous: hand them out in slices */
+        for (i = 0; i < nm && st == ATH_OK; i += ATH_VISIT_BATCH) {
+            const size_t n = nm - i < ATH_VISIT_BATCH ? nm - i : ATH_VISIT_BATCH;
+            st = visit(ctx, mc + i, ms + i * d, n, err);
+        }
+        return st;
+    }
+    if (roi->x1 < roi->x0 || roi->y1 < roi->y0)
+        return ath_error_set(err, ATH_ERR_INVALID, "visit_matter: need x0 <= x1 and y0 <= y1");
+    if (!ath_coord_in_limits(ath_coord_make(roi->x0, roi->y0, roi->z)) ||
+        !ath_coord_in_limits(ath_coord_make(roi->x1, roi->y1, roi->z)))
+        return ath_error_set(err, ATH_ERR_RANGE, "visit_matter: region out of range (|c| <= 2**60)");
+    if (roi->x1 == roi->x0 || roi->y1 == roi->y0 || nm == 0) return ATH_OK;
+    bc = (ath_coord *)ath_malloc(ATH_VISIT_BATCH * sizeof *bc);
+    bs = (ath_cf32 *)ath_malloc(ATH_VISIT_BATCH * d * sizeof *bs);
+    if (bc == NULL || bs == NULL) {
+        ath_free(bc);
+        ath_free(bs);
+        return ath_error_set(err, ATH_ERR_NOMEM, "visit_matter: out of memory");
+    }
+    if ((double)(roi->x1 - roi->x0) * (double)(roi->y1 - roi->y0) <= (double)nm) {
+        /* a region smaller than the matter: one lookup per cell of the region */
+        int64_t x, y;
+        for (y = roi->y0; y < roi->y1 && st == ATH_OK; y++) {
+            for (x = roi->x0; x < roi->x1 && st == ATH_OK; x++) {
+                const ath_coord c = ath_coord_make(x, y, roi->z);
+                const ptrdiff_t k = ath_cellmap_find(e->matter, c);
+                if (k < 0) continue;
+                bc[nb] = c;
+                memcpy(bs + nb * d, ms + (size_t)k * d, d * sizeof *bs);
+                if (++nb == ATH_VISIT_BATCH) {
+                    st = visit(ctx, bc, bs, nb, err);
+                    nb = 0;
+                }
+            }
+        }
+    } else {
+        /* less matter than region cells: filter the matter */
+        for (i = 0; i < nm && st == ATH_OK; i++) {
+            const ath_coord c = mc[i];
+            if (c.z != roi->z || c.x < roi->x0 || c.x >= roi->x1 || c.y < roi->y0 || c.y >= roi->y1) continue;
+            bc[nb] = c;
+            memcpy(bs + nb * d, ms + i * d, d * sizeof *bs);
+            if (++nb == ATH_VISIT_BATCH) {
+                st = visit(ctx, bc, bs, nb, err);
+                nb = 0;
+            }
+        }
+    }
+    if (st == ATH_OK && nb > 0) st = visit(ctx, bc, bs, nb, err);
+    ath_free(bc);
+    ath_free(bs);
+    return st;
+}
+
+ath_status ath_engine_set_step_count(ath_engine *e, int64_t step, ath_error *err) {
+    if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
+    if (step < 0) return ath_error_set(err, ATH_ERR_INVALID, "step count must be >= 0, got %lld", (long long)step);
+    e->step = step;
+    return ATH_OK;
+}

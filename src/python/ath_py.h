@@ -30,6 +30,7 @@ extern PyTypeObject AthPyConvModel_Type;    /* py_models.c */
 extern PyTypeObject AthPyEngine_Type;       /* py_engine.c */
 extern PyTypeObject AthPyDenseEngine_Type;  /* py_dense_engine.c */
 extern PyMethodDef athpy_torch_methods[];    /* py_torch.c: LibTorch shim loading */
+extern PyMethodDef athpy_snapshot_methods[]; /* py_snapshot.c: snapshots, ROI matter, analysis */
 
 /* Raises the Python exception matching err->code with err->message
  * (ATH_ERR_PYTHON: leaves the pending exception in place).  Returns NULL. */

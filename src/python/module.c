@@ -76,6 +76,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (m == NULL) return NULL;
     if (PyModule_AddStringConstant(m, "__version__", ATH_VERSION) < 0 ||
         PyModule_AddFunctions(m, athpy_torch_methods) < 0 ||
+        PyModule_AddFunctions(m, athpy_snapshot_methods) < 0 ||
         add_type(m, &AthPyCoord3D_Type, "Coord3D") < 0 ||
         add_type(m, &AthPySparseMap_Type, "SparseMap") < 0 ||
         add_type(m, &AthPyHarmonicVacuum_Type, "HarmonicVacuum") < 0 ||

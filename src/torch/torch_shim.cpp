@@ -18,6 +18,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -158,6 +159,9 @@ struct TorchModel {
     bool have_pending = false;
     torch::Tensor h, c, h_pending, c_pending;
     std::vector<int64_t> mem_shape, mem_shape_pending;  // input shape the memory belongs to
+    // Memory restored from a snapshot (h then c, flattened), waiting for the next
+    // forward, where init_memory(x) gives the shapes it is poured into.
+    std::vector<float> restored;
 
     void drop_pending() {
         have_pending = false;
@@ -169,6 +173,23 @@ struct TorchModel {
 
 std::string ivalue_kind(const c10::IValue &v) {
     return v.tagKind();
+}
+
+// Pours m.restored into tensors shaped like init_memory's (h0, c0): the
+// committed memory becomes the snapshot's.  False (err set) on a size mismatch.
+bool restore_memory(TorchModel &m, const torch::Tensor &h0, const torch::Tensor &c0, ath_error *err) {
+    const int64_t nh = h0.numel(), nc = c0.numel();
+    if (nh + nc != static_cast<int64_t>(m.restored.size())) {
+        set_error(err, ATH_ERR_MODEL,
+                  "TorchScript model '%s': restored memory has %zu floats, init_memory gives %lld + %lld",
+                  m.path.c_str(), m.restored.size(), static_cast<long long>(nh), static_cast<long long>(nc));
+        return false;
+    }
+    auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+    m.h = torch::from_blob(m.restored.data(), h0.sizes(), opts).clone().to(h0.device(), h0.scalar_type());
+    m.c = torch::from_blob(m.restored.data() + nh, c0.sizes(), opts).clone().to(c0.device(), c0.scalar_type());
+    m.restored.clear();
+    return true;
 }
 
 // Runs the module on x; returns the delta and, for memory models, stores the
@@ -198,6 +219,15 @@ bool run_model(TorchModel &m, const torch::Tensor &x, torch::Tensor &delta, ath_
         c = m.c;
     } else {
         c10::IValue mem = m.module.get_method("init_memory")({x});
+        if (!m.restored.empty() && mem.isTuple() && mem.toTupleRef().elements().size() == 2 &&
+            mem.toTupleRef().elements()[0].isTensor() && mem.toTupleRef().elements()[1].isTensor()) {
+            torch::Tensor h0 = mem.toTupleRef().elements()[0].toTensor();
+            torch::Tensor c0 = mem.toTupleRef().elements()[1].toTensor();
+            if (!restore_memory(m, h0, c0, err)) return false;
+            mem = c10::ivalue::Tuple::create({m.h, m.c});
+            m.mem_shape = x.sizes().vec();
+            m.have_committed = true;
+        }
         if (!mem.isTuple() || mem.toTupleRef().elements().size() != 2 ||
             !mem.toTupleRef().elements()[0].isTensor() || !mem.toTupleRef().elements()[1].isTensor()) {
             set_error(err, ATH_ERR_MODEL,
@@ -348,7 +378,69 @@ void model_reset(void *ctx) noexcept {
         m->h = torch::Tensor();
         m->c = torch::Tensor();
         m->mem_shape.clear();
+        m->restored.clear();
     } catch (...) {
+    }
+}
+
+int64_t model_memory_size(void *ctx) noexcept {
+    auto *m = static_cast<TorchModel *>(ctx);
+    if (m == nullptr) return 0;
+    try {
+        std::lock_guard<std::mutex> lock(m->mu);
+        if (m->have_committed) return m->h.numel() + m->c.numel();
+        return static_cast<int64_t>(m->restored.size());
+    } catch (...) {
+        return 0;
+    }
+}
+
+ath_status model_memory_get(void *ctx, float *out, int64_t n, ath_error *err) noexcept {
+    auto *m = static_cast<TorchModel *>(ctx);
+    if (m == nullptr || out == nullptr) return set_error(err, ATH_ERR_INVALID, "memory_get: NULL argument");
+    try {
+        std::lock_guard<std::mutex> lock(m->mu);
+        if (!m->have_committed) {
+            if (n != static_cast<int64_t>(m->restored.size()))
+                return set_error(err, ATH_ERR_INVALID, "memory_get: %lld floats asked, %zu held",
+                                 static_cast<long long>(n), m->restored.size());
+            std::copy(m->restored.begin(), m->restored.end(), out);
+            return ATH_OK;
+        }
+        const int64_t nh = m->h.numel(), nc = m->c.numel();
+        if (n != nh + nc)
+            return set_error(err, ATH_ERR_INVALID, "memory_get: %lld floats asked, %lld held",
+                             static_cast<long long>(n), static_cast<long long>(nh + nc));
+        torch::Tensor h = m->h.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+        torch::Tensor c = m->c.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+        std::memcpy(out, h.data_ptr<float>(), static_cast<size_t>(nh) * sizeof(float));
+        std::memcpy(out + nh, c.data_ptr<float>(), static_cast<size_t>(nc) * sizeof(float));
+        return ATH_OK;
+    } catch (const std::exception &e) {
+        return set_error(err, ATH_ERR_MODEL, "TorchScript model '%s': memory_get failed: %s", m->path.c_str(), e.what());
+    } catch (...) {
+        return set_error(err, ATH_ERR_MODEL, "memory_get: unknown C++ exception");
+    }
+}
+
+ath_status model_memory_set(void *ctx, const float *in, int64_t n, ath_error *err) noexcept {
+    auto *m = static_cast<TorchModel *>(ctx);
+    if (m == nullptr || (in == nullptr && n > 0) || n < 0)
+        return set_error(err, ATH_ERR_INVALID, "memory_set: bad argument");
+    try {
+        std::lock_guard<std::mutex> lock(m->mu);
+        std::vector<float> v(in, in + n);
+        m->drop_pending();
+        m->have_committed = false;
+        m->h = torch::Tensor();
+        m->c = torch::Tensor();
+        m->mem_shape.clear();
+        m->restored.swap(v);
+        return ATH_OK;
+    } catch (const std::bad_alloc &) {
+        return set_error(err, ATH_ERR_NOMEM, "memory_set: out of memory");
+    } catch (...) {
+        return set_error(err, ATH_ERR_MODEL, "memory_set: unknown C++ exception");
     }
 }
 
@@ -360,11 +452,12 @@ void model_destroy(void *ctx) noexcept {
 }
 
 const ath_model_ops kStatelessOps = {
-    "torchscript", model_forward, nullptr, nullptr, nullptr, model_destroy,
+    "torchscript", model_forward, nullptr, nullptr, nullptr, model_destroy, nullptr, nullptr, nullptr,
 };
 
 const ath_model_ops kMemoryOps = {
     "torchscript-memory", model_forward, model_commit, model_discard, model_reset, model_destroy,
+    model_memory_size, model_memory_get, model_memory_set,
 };
 
 // ---------------------------------------------------------------------------
