@@ -336,3 +336,92 @@ def test_cli_defaults_bind_loopback():
     from atheria_core.server.cli import build_parser
     a = build_parser().parse_args([])
     assert a.host == "127.0.0.1" and a.engine == "native"
+
+
+# --------------------------------------------------------------------------- snapshots, history, analysis
+def _phase_frame(server):
+    names = status(server)["viz_types"]
+    _, (f,) = run(_ws_frames(server.url, 1, {"action": "view", "viz": "phase"},
+                             until=lambda fr: fr["viz_index"] == names.index("phase")))
+    return f
+
+
+def test_snapshot_save_load_rewind_and_undo_a_tool(server):
+    control(server, {"action": "pause"})
+    control(server, {"action": "reset"})
+    control(server, {"action": "step", "n": 5})
+    f5 = _phase_frame(server)
+    assert f5["step"] == 5
+    code, r = control(server, {"action": "snapshot_save"})
+    assert code == 200, r
+    name = r["result"]["snapshot"]
+    assert name in r["status"]["snapshots"]
+
+    control(server, {"action": "step", "n": 7})
+    f12 = _phase_frame(server)
+    assert f12["step"] == 12 and not np.array_equal(f12["data"], f5["data"])
+    code, r = control(server, {"action": "snapshot_load", "name": name})
+    assert code == 200 and r["status"]["step"] == 5, r
+    np.testing.assert_array_equal(_phase_frame(server)["data"], f5["data"])
+
+    # history: the state at load (step 5) and every 10th step are kept
+    control(server, {"action": "step", "n": 7})
+    code, r = control(server, {"action": "rewind"})
+    assert code == 200 and r["status"]["step"] == 10, r
+    code, r = control(server, {"action": "rewind"})
+    assert code == 200 and r["status"]["step"] == 5, r
+    np.testing.assert_array_equal(_phase_frame(server)["data"], f5["data"])
+    code, r = control(server, {"action": "rewind"})
+    assert code == 409 and r["type"] == "error" and "history" in r["error"]
+    assert status(server)["step"] == 5
+
+    # a tool is undone by one rewind
+    control(server, {"action": "tool", "tool": "vortex", "params": {"x": 10, "y": 10, "radius": 6}})
+    assert not np.array_equal(_phase_frame(server)["data"], f5["data"])
+    code, r = control(server, {"action": "rewind"})
+    assert code == 200 and r["status"]["step"] == 5
+    np.testing.assert_array_equal(_phase_frame(server)["data"], f5["data"])
+
+    # errors change nothing: an unknown snapshot, and a native snapshot on the Python engine
+    code, r = control(server, {"action": "snapshot_load", "name": "no_such_snapshot"})
+    assert code == 409 and "no snapshot" in r["error"]
+    control(server, {"action": "engine", "engine": "python"})
+    before = status(server)
+    code, r = control(server, {"action": "snapshot_load", "name": name})
+    assert code == 409 and r["type"] == "error", r
+    after = status(server)
+    assert (after["engine"], after["step"]) == (before["engine"], before["step"]) == ("python", 5)
+    code, r = control(server, {"action": "engine", "engine": "native"})
+    assert code == 200 and r["status"]["engine"] == "native"
+
+
+async def _analysis_points(url, n):
+    pts = []
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(url + "/ws") as ws:
+            while len(pts) < n:
+                msg = await ws.receive(timeout=10)
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    m = json.loads(msg.data)
+                    if m["type"] in ("hello", "status"):
+                        pts += m["analysis"]
+    return pts
+
+
+def test_analysis_series_over_websocket(server):
+    control(server, {"action": "reset"})
+    control(server, {"action": "play"})
+    try:
+        pts = run(_analysis_points(server.url, 3))
+    finally:
+        control(server, {"action": "pause"})
+    assert status(server)["features"]["analysis"]
+    steps = [p["step"] for p in pts]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert any(p["step"] > 0 for p in pts)
+    for p in pts:
+        # a step normalises every cell (DESIGN §3.3), so energy = sum_c sum_k |psi|^2 = the cell
+        # count; the vacuum at step 0 has |psi_k| = 1 in each of the 4 channels (DESIGN §3.2)
+        assert p["energy"] == pytest.approx(32 * 32 * (4 if p["step"] == 0 else 1), rel=1e-4)
+        assert 0.0 <= p["coherence"] <= 1.0 + 1e-9
+        assert p["matter"] == 32 * 32

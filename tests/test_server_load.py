@@ -141,7 +141,7 @@ async def _load(url: str, port: int, srv: ServerProc) -> dict:
 
 
 def test_load_many_clients_bad_messages_and_stuck_readers(demo_root):
-    srv = ServerProc(demo_root, "--experiment", "DEMO_LOCAL_CONV", "--grid-size", str(GRID), "--play",
+    srv = ServerProc(demo_root, "--experiment", "DEMO_LOCAL_CONV", "--grid-size", str(GRID), "--play", "--history-mb", "4",
                      "--max-steps-per-s", "100", "--max-fps", "20")
     try:
         rss0 = srv.rss_kib()

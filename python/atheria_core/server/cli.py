@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps-per-s", type=float, default=0.0,
                    help="step-rate cap while playing (0 = as fast as the engine goes)")
     p.add_argument("--max-clients", type=int, default=64, help="WebSocket clients at most")
+    p.add_argument("--snapshot-dir", default=None, help="where snapshots are saved (default ROOT/snapshots)")
+    p.add_argument("--history-mb", type=float, default=64.0, help="memory bound of the rewind history (MiB)")
+    p.add_argument("--history-every", type=int, default=10, help="history keeps the state every N steps")
     p.add_argument("--play", action="store_true", help="start playing right after loading")
     p.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -51,6 +54,10 @@ def _check_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error(f"--max-steps-per-s must be in [0, 1e6], got {a.max_steps_per_s}")
     if not 1 <= a.max_clients <= 10000:
         p.error(f"--max-clients must be in [1, 10000], got {a.max_clients}")
+    if not 0.01 <= a.history_mb <= 1 << 20:
+        p.error(f"--history-mb must be in [0.01, 1048576], got {a.history_mb}")
+    if not 1 <= a.history_every <= 1_000_000:
+        p.error(f"--history-every must be in [1, 1000000], got {a.history_every}")
     if a.torch_threads is not None and not 1 <= a.torch_threads <= 256:
         p.error(f"--torch-threads must be in [1, 256], got {a.torch_threads}")
 
@@ -68,7 +75,9 @@ async def serve(args: argparse.Namespace) -> int:
                      args.root, ", ".join(list_experiments(args.root)) or "none")
         return 2
     session = EngineSession(args.root, args.experiment, engine=args.engine, max_fps=args.max_fps,
-                            max_steps_per_s=args.max_steps_per_s, grid_size=args.grid_size, device=args.device)
+                            max_steps_per_s=args.max_steps_per_s, grid_size=args.grid_size, device=args.device,
+                            snapshot_dir=args.snapshot_dir, history_bytes=int(args.history_mb * (1 << 20)),
+                            history_every=args.history_every)
     app = create_app(session, max_clients=args.max_clients)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

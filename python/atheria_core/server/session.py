@@ -78,6 +78,19 @@ def list_experiments(root: str) -> List[str]:
     return sorted(out)
 
 
+def _analyze_kwargs(motor: Any) -> Dict[str, Any]:
+    """``record=False`` where analyze() would otherwise keep its own history of every call."""
+    import inspect
+
+    analyze = getattr(motor, "analyze", None)
+    if not callable(analyze):
+        return {}
+    try:
+        return {"record": False} if "record" in inspect.signature(analyze).parameters else {}
+    except (TypeError, ValueError):
+        return {}
+
+
 class EngineSession:
     """One simulation stepped by a worker thread.
 
@@ -91,11 +104,17 @@ class EngineSession:
         grid_size: overrides the experiment's ``GRID_SIZE_INFERENCE``.
         device: torch device for the model.
         on_frame: called on the worker thread with (view, frame bytes) for every rendered frame.
+        snapshot_dir: where ``snapshot_save`` writes (``<dir>/<experiment>/<name>.snap``);
+            default ``<root>/snapshots``.
+        history_bytes: memory bound of the rewind history (``atheria_core.History``).
+        history_every: the history keeps the state every this many steps (and before a tool).
     """
 
     def __init__(self, root: str, experiment: Optional[str] = None, *, engine: str = "native",
                  max_steps_per_s: float = 0.0, max_fps: float = 30.0, grid_size: Optional[int] = None,
-                 device: str = "cpu", on_frame: Optional[FrameCallback] = None) -> None:
+                 device: str = "cpu", on_frame: Optional[FrameCallback] = None,
+                 snapshot_dir: Optional[str] = None, history_bytes: int = 64 << 20,
+                 history_every: int = 10) -> None:
         if engine not in ("native", "python"):
             raise ValueError(f"engine must be 'native' or 'python', got {engine!r}")
         if not math.isfinite(max_steps_per_s) or max_steps_per_s < 0:
@@ -109,6 +128,16 @@ class EngineSession:
         self.grid_size_override = grid_size
         self.device = device
         self.on_frame = on_frame
+        self.snapshot_dir = os.fspath(snapshot_dir) if snapshot_dir else os.path.join(self.root, "snapshots")
+        if isinstance(history_bytes, bool) or not isinstance(history_bytes, int) or history_bytes < 1:
+            raise ValueError(f"history_bytes must be a positive int, got {history_bytes!r}")
+        if isinstance(history_every, bool) or not isinstance(history_every, int) or history_every < 1:
+            raise ValueError(f"history_every must be an int >= 1, got {history_every!r}")
+        self.history_bytes = history_bytes
+        self.history_every = history_every
+        self._history: Any = None
+        self._at_history_head = False
+        self._analyze_kw: Dict[str, Any] = {}
         self._queue: "queue.Queue[Tuple[Command, concurrent.futures.Future]]" = queue.Queue(COMMAND_QUEUE_SIZE)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -208,6 +237,7 @@ class EngineSession:
                 "fps": 0.0, "ms_per_step": 0.0, "matter_count": 0, "running": False, "grid_size": 0,
                 "d_state": 0, "viz_types": list(viz_types()), "loading": False, "error": None,
                 "features": {"analysis": False, "snapshots": False, "history": False},
+                "snapshots": [], "history_len": 0,
                 "compare": {"native": {"fps": 0.0, "ms_per_step": 0.0},
                             "python": {"fps": 0.0, "ms_per_step": 0.0}}}
 
@@ -305,15 +335,21 @@ class EngineSession:
             motor.regenerate_initial_state()
             self._step_base = 0
             self._changed()
+            self._new_history()
             with self._lock:
                 self._analysis.clear()
         elif a == "tool":
             # all-or-nothing in every engine (docs/tools.md): a ValueError leaves the field as it was
+            self._history_push()  # so a rewind undoes the tool
             motor.apply_tool(cmd.args["tool"], cmd.args["params"])
+            self._at_history_head = False
             self._changed()
-        elif a in ("snapshot_save", "snapshot_load", "rewind"):
-            raise RuntimeError(f"{a}: snapshots and history are not available in this build "
-                               "(they need atheria_core's snapshot API)")
+        elif a == "snapshot_save":
+            return self._snapshot_save()
+        elif a == "snapshot_load":
+            self._snapshot_load(cmd.args["name"])
+        elif a == "rewind":
+            self._rewind(cmd.args["n"])
         else:  # parse_control only lets known actions through
             raise RuntimeError(f"unhandled action {a!r}")
         self._set_status(running=self._running, step=self._step())
@@ -336,7 +372,10 @@ class EngineSession:
         dt = time.perf_counter() - t0
         self._step_times.append(dt)
         self._rate_steps += 1
+        self._at_history_head = False
         self._changed()
+        if self._history is not None and self._step() % self.history_every == 0:
+            self._history_push()
 
     # ------------------------------------------------------------------ engines
     def _create(self, name: str, engine: str) -> Any:
@@ -357,8 +396,9 @@ class EngineSession:
                 "model_route": getattr(motor, "model_route", None) if native else "torch (AetheriaMotor)",
                 "grid_size": int(motor.grid_size), "d_state": int(motor.d_state),
                 "viz_types": list(viz_types()),
-                "features": {"analysis": hasattr(motor, "analyze"), "snapshots": hasattr(motor, "snapshot"),
-                             "history": False}}
+                "features": {"analysis": callable(getattr(motor, "analyze", None)),
+                             "snapshots": callable(getattr(motor, "snapshot", None)),
+                             "history": callable(getattr(motor, "snapshot", None))}}
 
     def _load(self, name: str, engine: str) -> None:
         if name not in self.experiments():
@@ -402,6 +442,8 @@ class EngineSession:
         self._rate_t0, self._rate_steps = time.perf_counter(), 0
         self._rendered.clear()
         self._changed()
+        self._analyze_kw = _analyze_kwargs(motor)
+        self._new_history()
         fields = self._engine_fields(motor, engine)
         if fields["engine"] == "native":
             logger.info("engine: native (%s, route %s) for %s", fields["engine_kind"], fields["model_route"], name)
@@ -414,7 +456,95 @@ class EngineSession:
                 self._views[key] = View(v.viz if v.viz in fields["viz_types"] else "density",
                                         v.roi if roi_ok else None, v.channel if v.channel < fields["d_state"] else 0)
         self._set_status(experiment=name, step=self._step(), running=self._running, error=None,
-                         matter_count=self._matter_count(), **fields)
+                         matter_count=self._matter_count(), snapshots=self._list_snapshots(name),
+                         history_len=len(self._history) if self._history is not None else 0, **fields)
+
+    # ------------------------------------------------------------------ history and snapshots
+    def _new_history(self) -> None:
+        """A fresh rewind history for the current motor, holding its present state."""
+        self._history = None
+        m = self._motor
+        if m is None or not callable(getattr(m, "snapshot", None)):
+            return
+        from .. import History
+        self._history = History(m, self.history_bytes)
+        self._history_push()
+
+    def _history_push(self) -> None:
+        if self._history is None:
+            return
+        self._history.push()
+        self._at_history_head = True
+        self._set_status(history_len=len(self._history))
+
+    def _rewind(self, n: int) -> None:
+        """Back ``n`` history entries from the current state (the newest entry, when it is the
+        current state, does not count), then paused."""
+        if self._history is None:
+            raise RuntimeError("rewind: this engine has no snapshots, so no history")
+        k = n + 1 if self._at_history_head else n
+        if k > len(self._history):
+            raise ValueError(f"rewind: the history holds {len(self._history) - (1 if self._at_history_head else 0)} "
+                             f"earlier state(s), asked for {n}")
+        self._running = False
+        self._history.rewind(k)
+        self._at_history_head = True
+        self._changed()
+        step = self._step()
+        with self._lock:
+            while self._analysis and self._analysis[-1]["step"] > step:
+                self._analysis.pop()
+        self._set_status(history_len=len(self._history))
+
+    def _experiment_snapshot_dir(self) -> str:
+        from ..experiments import validate_experiment_name
+        return os.path.join(self.snapshot_dir, validate_experiment_name(self._status["experiment"]))
+
+    def _list_snapshots(self, name: Optional[str] = None) -> List[str]:
+        """Snapshot names (file names without ``.snap``) saved for the experiment, newest last (at most 200)."""
+        name = name or self._status["experiment"]
+        if name is None:
+            return []
+        d = os.path.join(self.snapshot_dir, name)
+        try:
+            files = [f for f in os.listdir(d) if f.endswith(".snap") and os.path.isfile(os.path.join(d, f))]
+        except OSError:
+            return []
+        return sorted(f[:-5] for f in files)[-200:]
+
+    def _snapshot_save(self) -> Dict[str, Any]:
+        m = self._require_motor()
+        if not callable(getattr(m, "save_snapshot", None)):
+            raise RuntimeError("snapshot_save: this engine has no snapshots")
+        d = self._experiment_snapshot_dir()
+        os.makedirs(d, exist_ok=True)
+        base = f"step{self._step():08d}_{self._status['engine']}"
+        name, k = base, 1
+        while os.path.exists(os.path.join(d, name + ".snap")):
+            k += 1
+            name = f"{base}_{k}"
+        path = m.save_snapshot(os.path.join(d, name + ".snap"))
+        logger.info("snapshot saved: %s", path)
+        self._set_status(snapshots=self._list_snapshots())
+        return {"step": self._step(), "running": self._running, "snapshot": name}
+
+    def _snapshot_load(self, name: str) -> None:
+        """Restores a saved snapshot into the running engine (it must be of the same engine kind)."""
+        from ..snapshot import read_snapshot_file
+
+        m = self._require_motor()
+        if name not in self._list_snapshots():
+            raise ValueError(f"snapshot_load: no snapshot {name!r} for {self._status['experiment']!r}")
+        path = os.path.join(self._experiment_snapshot_dir(), name + ".snap")
+        snap = read_snapshot_file(path)  # SnapshotError (a ValueError) names the file and the cause
+        m.restore(snap, _source=path)    # checks the engine kind and shapes before changing anything
+        self._running = False
+        self._step_base = 0
+        self._changed()
+        self._new_history()
+        with self._lock:
+            self._analysis.clear()
+        logger.info("snapshot loaded: %s (step %d)", path, self._step())
 
     def _release_motor(self) -> None:
         m, self._motor = self._motor, None
@@ -479,8 +609,9 @@ class EngineSession:
         analyze = getattr(motor, "analyze", None)
         if not callable(analyze):
             return None
-        a = analyze()
-        return {"energy": float(a["energy"]), "coherence": float(a["phase_coherence"])}
+        a = analyze(**self._analyze_kw)
+        return {"energy": float(a["energy"]), "coherence": float(a["phase_coherence"]),
+                "matter": int(a["matter_count"])}
 
     # ------------------------------------------------------------------ frames
     def _render_due(self) -> None:
