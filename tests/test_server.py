@@ -47,6 +47,17 @@ def test_frame_header_layout_and_roundtrip():
         P.decode_frame(buf[:-4])
 
 
+def test_as_frame_array_shapes():
+    scalar = np.zeros((4, 6), np.float32)
+    rgb = np.zeros((4, 6, 3), np.float32)
+    layered = np.arange(5 * 4 * 6, dtype=np.float32).reshape(5, 4, 6)
+    assert P.as_frame_array(scalar) is scalar and P.as_frame_array(rgb) is rgb
+    np.testing.assert_array_equal(P.as_frame_array(layered, 2), layered[2])
+    np.testing.assert_array_equal(P.as_frame_array(layered, 9), layered[4])
+    with pytest.raises(ValueError):
+        P.as_frame_array(np.zeros((2, 2, 2, 2)))
+
+
 CTX = dict(experiments=["A", "B"], grid_size=32, viz_types=["density", "phase"], d_state=4)
 
 

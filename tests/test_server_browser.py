@@ -7,6 +7,7 @@ engines, and takes the screenshot shown in docs/server.md (written there when
 ``ATHERIA_UPDATE_SCREENSHOT=1``)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -17,6 +18,10 @@ import pytest
 
 pytest.importorskip("aiohttp")
 sync_api = pytest.importorskip("playwright.sync_api")
+
+import numpy as np  # noqa: E402
+
+from atheria_core.server.protocol import encode_frame  # noqa: E402
 
 from _serverproc import ROOT, ServerProc  # noqa: E402
 
@@ -42,7 +47,7 @@ def test_viewer_end_to_end(demo_root, tmp_path):
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
             try:
-                page = browser.new_page(viewport={"width": 1160, "height": 640})
+                page = browser.new_page(viewport={"width": 1160, "height": 700})
                 errors = []
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto(srv.url + "/")
@@ -85,6 +90,19 @@ def test_viewer_end_to_end(demo_root, tmp_path):
                 page.wait_for_function("document.getElementById('message').textContent === 'tool: ok'")
                 page.wait_for_function(f"document.getElementById('canvas').toDataURL() !== {json.dumps(zoomed)}")
 
+                # snapshots and history from the page
+                page.click("#btn-snap-save")
+                page.wait_for_function("document.getElementById('message').textContent.startsWith('snapshot saved')")
+                page.wait_for_function("document.getElementById('snap-select').options.length >= 1")
+                page.click("#btn-step")
+                page.wait_for_function("document.getElementById('message').textContent === 'step: ok'")
+                page.click("#btn-rewind")
+                page.wait_for_function("document.getElementById('message').textContent === 'rewind: ok'")
+                assert _status(srv.url)["step"] == stopped
+
+                # RGB (e.g. holographic) and scalar frames through the page's own decoder
+                _check_frame_decoding(page)
+
                 # both engines on the same experiment, measured live
                 page.click("#btn-python")
                 page.wait_for_function("document.getElementById('engine-name').textContent.includes('python')",
@@ -98,6 +116,13 @@ def test_viewer_end_to_end(demo_root, tmp_path):
                                        timeout=30000)
                 page.wait_for_function("document.getElementById('cmp-native-ms').textContent !== '–'",
                                        timeout=30000)
+                # the analysis plot has drawn its lines
+                page.wait_for_function(
+                    "(() => { const c = document.getElementById('analysis-plot');"
+                    " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                    " for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; })()",
+                    timeout=30000)
+                page.select_option("#viz-select", "real")
                 time.sleep(1.5)
                 assert not errors, errors
                 shot = str(tmp_path / "server_viewer.png")
@@ -110,3 +135,26 @@ def test_viewer_end_to_end(demo_root, tmp_path):
                 browser.close()
     finally:
         assert srv.stop() == 0, srv.log
+
+
+def _check_frame_decoding(page):
+    rgb = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[0.0, 0.0, 1.0], [0.5, 0.5, 0.5]]], np.float32)
+    scalar = np.array([[0.0, 1.0], [2.0, 4.0]], np.float32)
+    js = """(b64) => {
+        const bin = atob(b64); const buf = new ArrayBuffer(bin.length); const u = new Uint8Array(buf);
+        for (let i = 0; i < bin.length; i++) u[i] = bin.charCodeAt(i);
+        const f = parseFrame(buf); const img = frameToImage(f);
+        return {w: f.width, h: f.height, c: f.channels, x0: f.x0, step: f.step, px: Array.from(img.data)};
+    }"""
+    out = page.evaluate(js, base64.b64encode(encode_frame(rgb, step=9, x0=3, y0=1, viz_index=0)).decode())
+    assert (out["w"], out["h"], out["c"], out["x0"], out["step"]) == (2, 2, 3, 3, 9)
+    px = np.array(out["px"]).reshape(2, 2, 4)
+    np.testing.assert_array_equal(px[..., 3], 255)
+    # values in [0, 1] are shown as they are
+    np.testing.assert_allclose(px[..., :3], np.round(rgb * 255), atol=1)
+    out = page.evaluate(js, base64.b64encode(encode_frame(scalar, step=1, x0=0, y0=0, viz_index=0)).decode())
+    px = np.array(out["px"]).reshape(2, 2, 4)
+    assert out["c"] == 1
+    # the scalar colour map is monotone in brightness: min darkest, max brightest
+    lum = px[..., :3].sum(axis=2)
+    assert lum[0, 0] < lum[0, 1] < lum[1, 0] < lum[1, 1]

@@ -42,7 +42,7 @@ __all__ = [
     "FRAME_MAGIC", "FRAME_VERSION", "FRAME_HEADER", "FRAME_HEADER_SIZE", "MAX_MESSAGE_BYTES",
     "MAX_STEPS_PER_REQUEST", "MAX_FRAME_SIDE", "ACTIONS", "ENGINES", "TOOLS",
     "ProtocolError", "Command", "View", "encode_frame", "decode_frame", "parse_control",
-    "parse_json_message", "parse_view",
+    "parse_json_message", "parse_view", "as_frame_array",
 ]
 
 FRAME_MAGIC = b"ATHF"
@@ -123,6 +123,17 @@ def encode_frame(data: np.ndarray, *, step: int, x0: int, y0: int, viz_index: in
                                int(stride) & 0xFF, int(step) & ((1 << 64) - 1), int(x0), int(y0),
                                int(w), int(h), lo, hi, int(seq) & 0xFFFFFFFF, 0)
     return header + payload.tobytes()
+
+
+def as_frame_array(data: np.ndarray, layer: int = 0) -> np.ndarray:
+    """A visualisation payload as frame data: (h, w) scalar or (h, w, 3) RGB as they are; a layered
+    (L, h, w) map with L != 3 (e.g. ``holographic_bulk``) as its layer ``min(layer, L - 1)``."""
+    arr = np.asarray(data)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3):
+        return arr
+    if arr.ndim == 3:
+        return arr[min(max(int(layer), 0), arr.shape[0] - 1)]
+    raise ValueError(f"cannot show a visualisation of shape {arr.shape} (expected (h, w), (h, w, 3) or (L, h, w))")
 
 
 def decode_frame(buf: bytes) -> Dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .protocol import MAX_FRAME_SIDE, Command, View, encode_frame
+from .protocol import MAX_FRAME_SIDE, Command, View, as_frame_array, encode_frame
 
 logger = logging.getLogger(__name__)
 
@@ -640,7 +640,12 @@ class EngineSession:
         except (ValueError, TypeError) as exc:
             logger.warning("cannot render %s: %s", view, exc)
             return None
-        data = np.asarray(vd["data"])
+        try:
+            # layered maps (L, h, w): the view's channel picks the layer
+            data = as_frame_array(vd["data"], view.channel)
+        except ValueError as exc:
+            logger.warning("cannot render %s: %s", view, exc)
+            return None
         h, w = data.shape[0], data.shape[1]
         stride = max(1, math.ceil(max(h, w) / MAX_FRAME_SIDE))
         if stride > 1:

@@ -185,7 +185,8 @@ function applyStatus(st) {
   const feat = st.features || {};
   for (const id of ["btn-snap-save", "btn-snap-load", "snap-select"]) $(id).disabled = !feat.snapshots;
   $("btn-rewind").disabled = !feat.history;
-  $("snap-note").textContent = feat.snapshots ? "" : "snapshots/history: not available in this build";
+  $("snap-note").textContent = feat.snapshots ? `history: ${st.history_len || 0} state(s) kept`
+    : "snapshots/history: not available for this engine";
   if (Array.isArray(st.snapshots)) fillSelect($("snap-select"), st.snapshots, $("snap-select").value);
   $("analysis-note").textContent = feat.analysis ? "" : "analysis: not available for this engine";
   if (gridChanged && st.grid_size) fit();
@@ -215,8 +216,13 @@ function onText(msg) {
     if (msg.frames) $("stat-frames").textContent = `${state.framesShown} / ${msg.frames.dropped}`;
   } else if (msg.type === "ok") {
     if (msg.status) { applyStatus(msg.status); setStep(msg.status.step); }
-    if (msg.action === "reset" || msg.action === "load") state.analysis = [];
-    if (msg.action !== "view") message(`${msg.action}: ok`);
+    if (["reset", "load", "snapshot_load"].includes(msg.action)) state.analysis = [];
+    if (msg.action === "rewind" && msg.status) {
+      state.analysis = state.analysis.filter((p) => p.step <= msg.status.step);
+      drawAnalysis();
+    }
+    if (msg.action === "snapshot_save" && msg.result) message(`snapshot saved: ${msg.result.snapshot}`);
+    if (msg.action !== "view" && msg.action !== "snapshot_save") message(`${msg.action}: ok`);
   } else if (msg.type === "error") {
     message(`error: ${msg.error}`);
   }
@@ -267,12 +273,15 @@ function drawAnalysis() {
     ctx.stroke();
   };
   const es = pts.map((p) => p.energy);
-  const eLo = Math.min(...es), eHi = Math.max(...es);
+  let eLo = Math.min(...es), eHi = Math.max(...es);
+  // float32 round-off must not look like a trend: the energy axis spans at least 0.1 % of its value
+  const minSpan = 1e-3 * Math.max(Math.abs(eHi), Math.abs(eLo), 1e-30);
+  if (eHi - eLo < minSpan) { const mid = (eHi + eLo) / 2; eLo = mid - minSpan / 2; eHi = mid + minSpan / 2; }
   line("energy", "#6cc3ff", eLo, eHi);
   line("coherence", "#ffb35c", 0, 1);
   ctx.fillStyle = "#8a90a0"; ctx.font = "10px sans-serif";
-  ctx.fillText(`E ${eHi.toPrecision(4)}`, 2, 10);
-  ctx.fillText(`E ${eLo.toPrecision(4)}`, 2, c.height - 17);
+  ctx.fillText(`E ${eHi.toPrecision(6)}`, 2, 10);
+  ctx.fillText(`E ${eLo.toPrecision(6)}`, 2, c.height - 17);
   ctx.fillText(`step ${s0}`, 30, c.height - 3);
   ctx.fillText(`${s1}`, c.width - 40, c.height - 3);
   ctx.fillText("coh. 0…1", c.width - 60, 10);
