@@ -115,21 +115,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     _check_args(p, args)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.torch_threads is not None:
-        import torch
-        torch.set_num_threads(args.torch_threads)
+    # other libraries' INFO chatter (torch, aiohttp) stays out; atheria_core logs at --log-level
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("atheria_core").setLevel(getattr(logging, args.log_level))
     try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        logger.error("the server needs aiohttp: pip install 'atheria_core[server]'")
-        return 2
-    try:
+        if args.torch_threads is not None:
+            import torch
+            torch.set_num_threads(args.torch_threads)
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            logger.error("the server needs aiohttp: pip install 'atheria_core[server]'")
+            return 2
         return asyncio.run(serve(args))
     except OSError as exc:
         logger.error("cannot serve on %s:%s: %s", args.host, args.port, exc)
         return 1
+    except KeyboardInterrupt:
+        # SIGINT before the event loop installed its handler (e.g. while torch imports)
+        logger.info("interrupted while starting")
+        return 130
 
 
 if __name__ == "__main__":
