@@ -436,3 +436,21 @@ def test_analysis_series_over_websocket(server):
         assert p["energy"] == pytest.approx(32 * 32 * (4 if p["step"] == 0 else 1), rel=1e-4)
         assert 0.0 <= p["coherence"] <= 1.0 + 1e-9
         assert p["matter"] == 32 * 32
+
+
+def test_console_script_and_package_data_declared():
+    tomllib = pytest.importorskip("tomllib")
+    import importlib
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as fh:
+        proj = tomllib.load(fh)["project"]
+    mod, func = proj["scripts"]["atheria-serve"].split(":")
+    assert callable(getattr(importlib.import_module(mod), func))
+    assert any(dep.startswith("aiohttp") for dep in proj["optional-dependencies"]["server"])
+    from atheria_core.server.app import STATIC_DIR
+    assert sorted(os.listdir(STATIC_DIR)) == ["index.html", "viewer.css", "viewer.js"]
+    with open(os.path.join(root, "setup.py")) as fh:
+        setup_py = fh.read()
+    for pattern in ("static/*.html", "static/*.js", "static/*.css"):
+        assert pattern in setup_py
