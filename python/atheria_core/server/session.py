@@ -199,6 +199,8 @@ class EngineSession:
         fut: "concurrent.futures.Future[Dict[str, Any]]" = concurrent.futures.Future()
         if self._stop.is_set():
             raise SessionBusy("server is shutting down")
+        if self._thread is not None and not self._thread.is_alive():
+            raise SessionBusy(f"the engine worker has stopped: {self.worker_error}")
         try:
             self._queue.put_nowait((cmd, fut))
         except queue.Full:
@@ -277,13 +279,21 @@ class EngineSession:
             return
         now = time.perf_counter()
         if self._running and self._motor is not None and now >= self._next_step_at:
-            self._step_once()
+            try:
+                self._step_once()
+            except Exception as exc:  # noqa: BLE001 - a failing step pauses, the server stays up
+                # (the engines change nothing on a failed step, e.g. a model returning NaN)
+                logger.error("step failed, paused: %s", exc)
+                self._running = False
+                self._set_status(running=False, error=f"step failed, paused: {exc}")
             if self.max_steps_per_s > 0:
                 self._next_step_at = max(self._next_step_at + 1.0 / self.max_steps_per_s,
                                          now - 1.0 / self.max_steps_per_s)
-        self._update_rates()
-        self._maybe_analyse()
-        self._render_due()
+        for task in (self._update_rates, self._maybe_analyse, self._render_due):
+            try:
+                task()
+            except Exception as exc:  # noqa: BLE001 - a read-out failure must not stop the worker
+                logger.error("%s failed: %s", task.__name__, exc)
 
     def _drain_commands(self, wait: float) -> None:
         if wait > 0 and self._queue.empty():
@@ -322,6 +332,7 @@ class EngineSession:
             return {"engine": self._status["engine"]}
         motor = self._require_motor()
         if a == "play":
+            self._set_status(error=None)
             self._running = True
             self._next_step_at = time.perf_counter()
             self._rate_t0, self._rate_steps = time.perf_counter(), 0
