@@ -66,6 +66,24 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def save_frames(wrapper, out_dir: str, steps: int, viz_types: List[str]) -> int:
+    """Runs ``steps`` more native steps from the initial field and writes
+    ``<out_dir>/<type>_<step>.png`` for every step (step 0 included) and type."""
+    from atheria_core.frames import save_frame
+
+    os.makedirs(out_dir, exist_ok=True)
+    wrapper.regenerate_initial_state()
+    n = 0
+    for step in range(steps + 1):
+        if step:
+            wrapper.evolve_internal_state()
+        for vt in viz_types:
+            payload = wrapper.get_visualization_data(vt.strip())
+            save_frame(os.path.join(out_dir, f"{vt.strip()}_{step:05d}.png"), payload, scale=4)
+            n += 1
+    return n
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--experiment", required=True, help="experiment name (output/experiments/<NAME>)")
@@ -77,6 +95,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-slowdown", type=float, default=1.10,
                     help="item 7 passes if native ms/step <= this x Python's (default 1.10: noise margin)")
+    ap.add_argument("--save-frames", metavar="DIR", default=None,
+                    help="also write the native run as PNG frames (one per step and visualisation) to DIR "
+                         "(needs the 'viz' extra: Pillow)")
+    ap.add_argument("--frame-types", default="density,phase,energy,real,imag,gradient",
+                    help="comma-separated visualisation types for --save-frames")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -172,6 +195,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                f"native {n_med:.3f} ms/step, AetheriaMotor {p_med:.3f} ms/step, speed-up x{ratio:.2f} "
                f"(medians of {len(native_ms) + len(native_ms2)} / {len(python_ms)} steps, torch threads "
                f"{torch.get_num_threads()}, grid {g}x{g}, d_state {d})")
+
+    if args.save_frames:
+        n_frames = save_frames(wrapper, args.save_frames, args.steps, args.frame_types.split(","))
+        print(f"   wrote {n_frames} PNG frames to {args.save_frames}")
 
     wrapper.cleanup()
     motor.cleanup()

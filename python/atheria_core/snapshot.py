@@ -91,8 +91,30 @@ class Snapshot:
         return f"Snapshot(engine={self.engine!r}, step={self.step}, arrays={sorted(self.arrays)}, nbytes={self.nbytes})"
 
     # ------------------------------------------------------------------ format
+    def _sections(self) -> tuple:
+        """(meta JSON bytes, [(name, little-endian C-contiguous array)] sorted by name)."""
+        text = json.dumps(self.meta, sort_keys=True).encode("utf-8")
+        out = []
+        for name in sorted(self.arrays):
+            a = np.asarray(self.arrays[name])
+            code = _CODES.get(a.dtype.newbyteorder("<")) if a.dtype.kind != "u" else _CODES.get(a.dtype)
+            if code is None:
+                raise SnapshotError(f"snapshot array {name!r}: unsupported dtype {a.dtype}", kind="mismatch")
+            out.append((name, np.ascontiguousarray(a, dtype=_DTYPES[code].newbyteorder("="))))
+        return text, out
+
     def to_bytes(self) -> bytes:
-        """The file format (docs/snapshots.md): header, sections, CRC-32 trailer."""
+        """The file format (docs/snapshots.md): header, sections, CRC-32 trailer.
+
+        Encoded by the C core (src/core/snapshot.c) with the C backend, else in Python
+        (the same bytes)."""
+        core = _c_codec()
+        if core is not None:
+            text, arrays = self._sections()
+            return core._snapshot_encode(text, arrays)
+        return self._py_to_bytes()
+
+    def _py_to_bytes(self) -> bytes:
         body = io.BytesIO()
 
         def section(name: str, kind: int) -> None:
@@ -123,7 +145,36 @@ class Snapshot:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "<bytes>") -> "Snapshot":
-        """Parses the file format; SnapshotError naming ``source`` and the cause."""
+        """Parses the file format; SnapshotError naming ``source`` and the cause.
+
+        Parsed by the C core with the C backend, else in Python (the same checks)."""
+        core = _c_codec()
+        if core is None:
+            return cls._py_from_bytes(data, source)
+        ok, a, b = core._snapshot_decode(bytes(data), str(source))
+        if not ok:
+            raise SnapshotError(b, kind=a, path=source)
+        try:
+            meta = json.loads(a.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SnapshotError(f"snapshot {source}: meta section is not valid JSON ({exc})", kind="corrupt",
+                                path=source) from None
+        return cls._checked(meta, dict(b), source)
+
+    @classmethod
+    def _checked(cls, meta: Any, arrays: Dict[str, np.ndarray], source: str) -> "Snapshot":
+        if not isinstance(meta, dict):
+            raise SnapshotError(f"snapshot {source}: meta section is not a JSON object", kind="corrupt", path=source)
+        if "engine" not in meta or "step" not in meta:
+            raise SnapshotError(f"snapshot {source}: meta lacks 'engine' or 'step'", kind="corrupt", path=source)
+        if isinstance(meta["step"], bool) or not isinstance(meta["step"], int):
+            raise SnapshotError(f"snapshot {source}: step is not an integer", kind="corrupt", path=source)
+        snap = cls.__new__(cls)
+        snap.meta, snap.arrays = meta, arrays
+        return snap
+
+    @classmethod
+    def _py_from_bytes(cls, data: bytes, source: str = "<bytes>") -> "Snapshot":
         def fail(kind: str, cause: str) -> SnapshotError:
             return SnapshotError(f"snapshot {source}: {cause}", kind=kind, path=source)
 
@@ -201,17 +252,27 @@ class Snapshot:
                 raise fail("corrupt", f"section {name!r} has unknown type {kind}")
         if meta is None:
             raise fail("corrupt", "no meta section")
-        if "engine" not in meta or "step" not in meta:
-            raise fail("corrupt", "meta lacks 'engine' or 'step'")
-        snap = cls.__new__(cls)
-        snap.meta, snap.arrays = meta, arrays
-        return snap
+        return cls._checked(meta, arrays, source)
+
+
+def _c_codec():
+    """The C extension when it is the backend in use (it encodes, parses and writes files)."""
+    import atheria_core
+    impl = getattr(atheria_core, "_impl", None)
+    return impl if getattr(atheria_core, "BACKEND", "") == "c" and hasattr(impl, "_snapshot_encode") else None
 
 
 def write_snapshot_file(path: Any, snap: Snapshot) -> str:
     """Writes ``snap`` to ``path`` atomically (temp file + fsync + rename); returns the path."""
     path = os.fspath(path)
     data = snap.to_bytes()
+    core = _c_codec()
+    if core is not None:
+        try:
+            core._snapshot_write_file(path, data)
+        except OSError as exc:
+            raise SnapshotError(str(exc), kind="io", path=path) from exc
+        return path
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=directory)
     try:

@@ -3,6 +3,8 @@
  * histogram's range), the second for the histogram counts. */
 #include "atheria/analysis.h"
 
+#include "atheria/alloc.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -116,17 +118,61 @@ static void middle(acc *c) {
     c->pass = 2;
 }
 
+/* The matter of a region, gathered once (the region's lookups are the cost;
+ * the two passes then run over contiguous copies). */
+typedef struct gather {
+    size_t n, cap, d;
+    ath_coord *c;
+    ath_cf32 *s;
+} gather;
+
+static ath_status gather_visit(void *ctx, const ath_coord *coords, const ath_cf32 *states, size_t n,
+                               ath_error *err) {
+    gather *g = (gather *)ctx;
+    if (g->n + n > g->cap) {
+        size_t cap = g->cap ? g->cap : 1024;
+        ath_coord *c;
+        ath_cf32 *s;
+        while (cap < g->n + n) cap *= 2;
+        c = (ath_coord *)ath_realloc(g->c, cap * sizeof *c);
+        if (c == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "analyze: out of memory");
+        g->c = c;
+        s = (ath_cf32 *)ath_realloc(g->s, cap * g->d * sizeof *s);
+        if (s == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "analyze: out of memory");
+        g->s = s;
+        g->cap = cap;
+    }
+    memcpy(g->c + g->n, coords, n * sizeof *coords);
+    memcpy(g->s + g->n * g->d, states, n * g->d * sizeof *states);
+    g->n += n;
+    return ATH_OK;
+}
+
 ath_status ath_analyze_engine(const ath_engine *engine, const ath_roi *roi, ath_analysis *out,
                               double *channel_energy, ath_error *err) {
     acc c;
     ath_status st;
+    gather g;
     if (engine == NULL || out == NULL || channel_energy == NULL)
         return ath_error_set(err, ATH_ERR_INVALID, "analyze: NULL argument");
     start(&c, out, channel_energy, ath_engine_get_config(engine)->d_state);
-    st = ath_engine_visit_matter(engine, roi, visit, &c, err);
-    if (st != ATH_OK) return st;
-    middle(&c);
-    return ath_engine_visit_matter(engine, roi, visit, &c, err);
+    if (roi == NULL) {   /* all matter: the walk hands out the map's own arrays, no copy */
+        st = ath_engine_visit_matter(engine, NULL, visit, &c, err);
+        if (st != ATH_OK) return st;
+        middle(&c);
+        return ath_engine_visit_matter(engine, NULL, visit, &c, err);
+    }
+    memset(&g, 0, sizeof g);
+    g.d = (size_t)c.d;
+    st = ath_engine_visit_matter(engine, roi, gather_visit, &g, err);
+    if (st == ATH_OK) {
+        add_cells(&c, g.c, g.s, g.n, 0, 0, 0);
+        middle(&c);
+        add_cells(&c, g.c, g.s, g.n, 0, 0, 0);
+    }
+    ath_free(g.c);
+    ath_free(g.s);
+    return st;
 }
 
 ath_status ath_analyze_dense(const ath_cf32 *field, int64_t h, int64_t w, int64_t d, const ath_roi *roi,

@@ -10,6 +10,7 @@
 #include "atheria/dense_engine.h"
 #include "atheria/engine.h"
 #include "atheria/alloc.h"
+#include "atheria/snapshot.h"
 
 /* The layouts of py_engine.c / py_dense_engine.c (ATHPY_ENGINE_HEAD, then the C engine). */
 typedef struct {
@@ -328,8 +329,177 @@ static PyObject *snap_capsule_memory_set(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- the file format (src/core/snapshot.c) ---- */
+
+static int numpy_type(int dtype) {
+    switch (dtype) {
+    case ATH_SNAP_I64: return NPY_INT64;
+    case ATH_SNAP_F32: return NPY_FLOAT32;
+    case ATH_SNAP_C64: return NPY_COMPLEX64;
+    case ATH_SNAP_F64: return NPY_FLOAT64;
+    case ATH_SNAP_U8: return NPY_UINT8;
+    default: return -1;
+    }
+}
+
+static int snap_dtype(int npy) {
+    switch (npy) {
+    case NPY_INT64: return ATH_SNAP_I64;
+    case NPY_FLOAT32: return ATH_SNAP_F32;
+    case NPY_COMPLEX64: return ATH_SNAP_C64;
+    case NPY_FLOAT64: return ATH_SNAP_F64;
+    case NPY_UINT8: return ATH_SNAP_U8;
+    default: return 0;
+    }
+}
+
+/* _snapshot_encode(meta: bytes, arrays: list of (name, ndarray)) -> bytes */
+static PyObject *snap_encode(PyObject *self, PyObject *args) {
+    PyObject *meta, *list, *res = NULL, *fast = NULL;
+    Py_ssize_t n, i, nkeep = 0;
+    ath_snap_section *sec = NULL;
+    PyArrayObject **keep = NULL;
+    unsigned char *out = NULL;
+    size_t out_len = 0;
+    ath_error err;
+    ath_status st;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "SO:_snapshot_encode", &meta, &list)) return NULL;
+    fast = PySequence_Fast(list, "_snapshot_encode: arrays must be a sequence of (name, array)");
+    if (fast == NULL) return NULL;
+    n = PySequence_Fast_GET_SIZE(fast);
+    sec = (ath_snap_section *)PyMem_Calloc((size_t)n + 1, sizeof *sec);
+    keep = (PyArrayObject **)PyMem_Calloc((size_t)n + 1, sizeof *keep);
+    if (sec == NULL || keep == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    strcpy(sec[0].name, "meta");
+    sec[0].is_json = 1;
+    sec[0].data = (const unsigned char *)PyBytes_AS_STRING(meta);
+    sec[0].nbytes = (size_t)PyBytes_GET_SIZE(meta);
+    for (i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i), *oarr;
+        const char *name;
+        Py_ssize_t nl;
+        PyArrayObject *arr;
+        int d, code;
+        if (!PyArg_ParseTuple(item, "s#O:_snapshot_encode item", &name, &nl, &oarr)) goto done;
+        if (nl > ATH_SNAPSHOT_MAX_NAME || (Py_ssize_t)strlen(name) != nl) {
+            PyErr_SetString(PyExc_ValueError, "_snapshot_encode: bad section name");
+            goto done;
+        }
+        if (!PyArray_Check(oarr) || (code = snap_dtype(PyArray_TYPE((PyArrayObject *)oarr))) == 0 ||
+            PyArray_NDIM((PyArrayObject *)oarr) > ATH_SNAPSHOT_MAX_NDIM) {
+            PyErr_Format(PyExc_ValueError, "_snapshot_encode: array '%s' has an unsupported dtype or ndim", name);
+            goto done;
+        }
+        arr = (PyArrayObject *)PyArray_FROM_OTF(oarr, PyArray_TYPE((PyArrayObject *)oarr),
+                                                NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_NOTSWAPPED);
+        if (arr == NULL) goto done;
+        keep[nkeep++] = arr;
+        memcpy(sec[i + 1].name, name, (size_t)nl);
+        sec[i + 1].dtype = code;
+        sec[i + 1].ndim = PyArray_NDIM(arr);
+        for (d = 0; d < PyArray_NDIM(arr); d++) sec[i + 1].shape[d] = (int64_t)PyArray_DIM(arr, d);
+        sec[i + 1].data = (const unsigned char *)PyArray_DATA(arr);
+        sec[i + 1].nbytes = (size_t)PyArray_NBYTES(arr);
+    }
+    ath_error_clear(&err);
+    st = ath_snapshot_encode(sec, (size_t)n + 1, &out, &out_len, &err);
+    if (st != ATH_OK) {
+        athpy_raise(&err);
+        goto done;
+    }
+    res = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)out_len);
+    ath_free(out);
+done:
+    for (i = 0; i < nkeep; i++) Py_DECREF(keep[i]);
+    PyMem_Free(keep);
+    PyMem_Free(sec);
+    Py_XDECREF(fast);
+    return res;
+}
+
+/* _snapshot_decode(data: bytes, source: str) -> (True, meta bytes, [(name, ndarray)])
+ * or (False, problem name, message) */
+static PyObject *snap_decode(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    const char *source;
+    ath_snap_section *sec = NULL;
+    size_t n = 0, i;
+    ath_snap_problem problem = ATH_SNAP_FINE;
+    ath_error err;
+    ath_status st;
+    PyObject *list = NULL, *meta = NULL, *res = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*s:_snapshot_decode", &buf, &source)) return NULL;
+    ath_error_clear(&err);
+    st = ath_snapshot_parse(buf.buf, (size_t)buf.len, source, &sec, &n, &problem, &err);
+    if (st != ATH_OK) {
+        PyBuffer_Release(&buf);
+        if (st == ATH_ERR_NOMEM) return athpy_raise(&err);
+        return Py_BuildValue("(Oss)", Py_False, ath_snap_problem_name(problem), err.message);
+    }
+    list = PyList_New(0);
+    if (list == NULL) goto done;
+    for (i = 0; i < n; i++) {
+        if (sec[i].is_json) {
+            Py_XSETREF(meta, PyBytes_FromStringAndSize((const char *)sec[i].data, (Py_ssize_t)sec[i].nbytes));
+            if (meta == NULL) goto done;
+        } else {
+            npy_intp dims[ATH_SNAPSHOT_MAX_NDIM];
+            PyObject *arr, *item;
+            int d;
+            for (d = 0; d < sec[i].ndim; d++) dims[d] = (npy_intp)sec[i].shape[d];
+            arr = PyArray_SimpleNew(sec[i].ndim, dims, numpy_type(sec[i].dtype));
+            if (arr == NULL) goto done;
+            if (sec[i].nbytes) memcpy(PyArray_DATA((PyArrayObject *)arr), sec[i].data, sec[i].nbytes);
+            item = Py_BuildValue("(sN)", sec[i].name, arr);
+            if (item == NULL || PyList_Append(list, item) < 0) {
+                Py_XDECREF(item);
+                goto done;
+            }
+            Py_DECREF(item);
+        }
+    }
+    res = Py_BuildValue("(OOO)", Py_True, meta, list);
+done:
+    Py_XDECREF(meta);
+    Py_XDECREF(list);
+    ath_free(sec);
+    PyBuffer_Release(&buf);
+    return res;
+}
+
+static PyObject *snap_write_file(PyObject *self, PyObject *args) {
+    PyObject *opath = NULL;
+    Py_buffer buf;
+    ath_error err;
+    ath_status st;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O&y*:_snapshot_write_file", PyUnicode_FSConverter, &opath, &buf)) return NULL;
+    ath_error_clear(&err);
+    Py_BEGIN_ALLOW_THREADS
+    st = ath_snapshot_write_file(PyBytes_AS_STRING(opath), buf.buf, (size_t)buf.len, &err);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    Py_DECREF(opath);
+    if (st != ATH_OK) {
+        PyErr_SetString(PyExc_OSError, err.message);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 #define KW (PyCFunction)(void (*)(void))
 PyMethodDef athpy_snapshot_methods[] = {
+    {"_snapshot_encode", snap_encode, METH_VARARGS,
+     "_snapshot_encode(meta_json: bytes, arrays: [(name, ndarray)]) -> bytes (docs/snapshots.md)."},
+    {"_snapshot_decode", snap_decode, METH_VARARGS,
+     "_snapshot_decode(data, source) -> (True, meta_json, [(name, ndarray)]) or (False, problem, message)."},
+    {"_snapshot_write_file", snap_write_file, METH_VARARGS,
+     "_snapshot_write_file(path, data): atomic write (temp file, fsync, rename, fsync of the directory)."},
     {"_capsule_memory_get", snap_capsule_memory_get, METH_O,
      "_capsule_memory_get(model) -> float32 (n,) committed memory (h then c) or None."},
     {"_capsule_memory_set", snap_capsule_memory_set, METH_VARARGS,
