@@ -339,8 +339,14 @@ def test_clean_shutdown_on_signal(demo_root, sig):
 
 
 def test_unknown_experiment_at_start_exits_2(demo_root):
-    with pytest.raises(RuntimeError, match="not found"):
-        ServerProc(demo_root, "--experiment", "../experiments/DEMO_UNET", timeout=60)
+    import subprocess
+    import sys
+
+    for name in ("../experiments/DEMO_UNET", "NO_SUCH_EXPERIMENT"):
+        run_ = subprocess.run([sys.executable, "-m", "atheria_core.server", "--root", demo_root, "--port", "0",
+                               "--experiment", name], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(P.__file__), "..", "..")))
+        assert run_.returncode == 2 and "not found" in run_.stderr, run_.stderr
 
 
 def test_cli_defaults_bind_loopback():

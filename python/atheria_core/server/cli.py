@@ -68,12 +68,8 @@ async def serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .protocol import Command
-    from .session import EngineSession, list_experiments
+    from .session import EngineSession
 
-    if args.experiment is not None and args.experiment not in list_experiments(args.root):
-        logger.error("experiment %r not found under %s/experiments (available: %s)", args.experiment,
-                     args.root, ", ".join(list_experiments(args.root)) or "none")
-        return 2
     session = EngineSession(args.root, args.experiment, engine=args.engine, max_fps=args.max_fps,
                             max_steps_per_s=args.max_steps_per_s, grid_size=args.grid_size, device=args.device,
                             snapshot_dir=args.snapshot_dir, history_bytes=int(args.history_mb * (1 << 20)),
@@ -118,6 +114,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     # other libraries' INFO chatter (torch, aiohttp) stays out; atheria_core logs at --log-level
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("atheria_core").setLevel(getattr(logging, args.log_level))
+    from .session import list_experiments
+
+    # checked before torch is imported, so a typo fails fast
+    if args.experiment is not None and args.experiment not in list_experiments(args.root):
+        logger.error("experiment %r not found under %s/experiments (available: %s)", args.experiment,
+                     args.root, ", ".join(list_experiments(args.root)) or "none")
+        return 2
     try:
         if args.torch_threads is not None:
             import torch
