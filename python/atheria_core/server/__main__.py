@@ -1,0 +1,6 @@
+"""``python -m atheria_core.server`` (the same as ``atheria-serve``)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
