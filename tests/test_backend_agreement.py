@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+from tolerance import assert_close_f32, conv_stack_tol
 
 VAC_TOL = 1e-7
 SIM_TOL = 1e-5
@@ -199,7 +200,7 @@ def test_conv_model_agrees(c_backend, py_backend, activation):
     for attr in ("receptive_radius", "channels", "n_layers", "activation", "zero_preserving"):
         assert getattr(mc, attr) == getattr(mp, attr), attr
     x = np.random.default_rng(3).standard_normal((3, 6, 9, 7)).astype(np.float32)
-    np.testing.assert_allclose(mc(x), mp(x), rtol=1e-5, atol=1e-5)
+    assert_close_f32(mc(x), mp(x), conv_stack_tol(x, ws, bs))
 
 
 def test_zero_model_agrees(c_backend, py_backend):

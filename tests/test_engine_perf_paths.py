@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
+from tolerance import assert_close_f32, conv_stack_tol
 
 import atheria_core as ac
 
@@ -200,7 +201,8 @@ def test_conv_kernels_agree_with_portable_and_torch():
             t = torch.nn.functional.conv2d(t, torch.from_numpy(w), torch.from_numpy(b), padding=w.shape[-1] // 2)
             if i < len(ws) - 1:
                 t = f(t)
-        np.testing.assert_allclose(y, t.numpy(), rtol=1e-5, atol=5e-5)
+        tol = conv_stack_tol(x, ws, bs)
+        assert_close_f32(y, t.numpy(), tol)
         results[act] = y
     code = (
         "import sys, numpy as np, atheria_core as ac\n"
@@ -219,7 +221,7 @@ def test_conv_kernels_agree_with_portable_and_torch():
         env = dict(os.environ, ATHERIA_NO_SIMD="1", PYTHONPATH=os.path.join(ROOT, "python"))
         subprocess.run([sys.executable, "-c", code, tmp], check=True, env=env, timeout=120)
         for act, y in results.items():
-            np.testing.assert_allclose(np.load(f"{tmp}/y_{act}.npy"), y, rtol=1e-5, atol=5e-5)
+            assert_close_f32(np.load(f"{tmp}/y_{act}.npy"), y, tol)
 
 
 @native

@@ -83,13 +83,20 @@ has_openmp = _impl.has_openmp
 add = _impl.add
 
 
-def set_num_threads(n: int) -> None:
+_NOT_GIVEN = object()
+
+
+def set_num_threads(num_threads: int = _NOT_GIVEN, *, n: int = _NOT_GIVEN) -> None:  # type: ignore[assignment]
     """Sets the engine's thread count (OpenMP) and torch's intra-op threads, if torch is loaded.
 
     One knob for both, so that the engine's loops and the model's forward do
-    not oversubscribe the cores.
+    not oversubscribe the cores.  ``num_threads=`` is the original module's
+    keyword; ``n=`` the older one here.
     """
-    _impl.set_num_threads(n)
+    if (num_threads is _NOT_GIVEN) == (n is _NOT_GIVEN):
+        raise TypeError("set_num_threads: expected the thread count (num_threads=), once")
+    n = num_threads if n is _NOT_GIVEN else n
+    _impl.set_num_threads(num_threads=n)
     import sys
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -30,11 +30,12 @@ VERSION_MINOR: int
 VERSION_PATCH: int
 
 def get_version() -> str: ...
-def set_num_threads(n: int) -> None:
+def set_num_threads(num_threads: int = ..., *, n: int = ...) -> None:
     """Threads for the engine's parallel loops (and torch intra-op, set by the package). n >= 1."""
 def get_max_threads() -> int: ...
 def has_openmp() -> bool: ...
-def add(i: int, j: int) -> int: ...
+def add(i: int, j: int) -> int:
+    """i + j on int64; OverflowError when the sum does not fit (never wraps)."""
 
 class Coord3D:
     x: int
@@ -81,7 +82,8 @@ class SparseMap:
     # cell API
     @property
     def d_state(self) -> Optional[int]: ...
-    def insert_tensor(self, coord: CoordLike, state: ArrayLike) -> None: ...
+    def insert_tensor(self, coord: CoordLike, tensor: ArrayLike = ..., *, state: ArrayLike = ...) -> None:
+        """Stores a (d_state,) state; give it once, as ``tensor`` (the original keyword) or ``state``."""
     def contains_coord(self, coord: CoordLike) -> bool: ...
     def get_tensor(self, coord: CoordLike) -> np.ndarray:
         """(d,) complex64 copy; KeyError if absent."""

@@ -29,7 +29,7 @@
 #define ATHPY_MAX_REGION_CELLS ((int64_t)1 << 28)
 /* Largest array converted in one call (complex values): a DenseEngine state
  * of the largest grid the C library accepts fits below it. */
-#define ATHPY_MAX_ARRAY_VALUES ((int64_t)1 << 32)
+#define ATHPY_MAX_ARRAY_VALUES ((int64_t)1 << 28)
 
 /* athpy_index flags */
 #define ATHPY_INT_ALLOW_BOOL 1   /* True/False are 1/0 (else TypeError) */

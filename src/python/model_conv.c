@@ -43,9 +43,17 @@ static PyObject *conv_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
         PyErr_SetString(PyExc_TypeError, "weights: expected a sequence of 4-D arrays (out, in, k, k)");
         return NULL;
     }
-    wseq = PySequence_Fast(oweights, "weights: expected a sequence of arrays");
+    /* tuples this code owns: converting one layer (torch .detach(), __array__) runs
+     * Python code that could change the caller's list and free the other items */
+    n = PySequence_Size(oweights); /* before the copy: a huge sequence is refused, not copied */
+    if (n < 0) return NULL;
+    if (n < 1 || n > 1024) {
+        PyErr_Format(PyExc_ValueError, "weights: expected 1 to 1024 layers, got %zd", n);
+        return NULL;
+    }
+    wseq = PySequence_Tuple(oweights);
     if (wseq == NULL) return NULL;
-    n = PySequence_Fast_GET_SIZE(wseq);
+    n = PyTuple_GET_SIZE(wseq);
     if (n < 1 || n > 1024) {
         PyErr_Format(PyExc_ValueError, "weights: expected 1 to 1024 layers, got %zd", n);
         goto fail;
@@ -55,11 +63,17 @@ static PyObject *conv_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
             PyErr_SetString(PyExc_TypeError, "biases: expected None or a sequence of 1-D arrays / None");
             goto fail;
         }
-        bseq = PySequence_Fast(obiases, "biases: expected a sequence");
+        if (PySequence_Size(obiases) != n) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "biases: expected %zd entries (one per layer), got %zd", n,
+                             PySequence_Size(obiases));
+            goto fail;
+        }
+        bseq = PySequence_Tuple(obiases);
         if (bseq == NULL) goto fail;
-        if (PySequence_Fast_GET_SIZE(bseq) != n) {
+        if (PyTuple_GET_SIZE(bseq) != n) {
             PyErr_Format(PyExc_ValueError, "biases: expected %zd entries (one per layer), got %zd", n,
-                         PySequence_Fast_GET_SIZE(bseq));
+                         PyTuple_GET_SIZE(bseq));
             goto fail;
         }
     }
@@ -73,9 +87,9 @@ static PyObject *conv_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     for (i = 0; i < n; i++) {
         char name[48];
         PyArrayObject *w, *b = NULL;
-        PyObject *ob = bseq != NULL ? PySequence_Fast_GET_ITEM(bseq, i) : Py_None;
+        PyObject *ob = bseq != NULL ? PyTuple_GET_ITEM(bseq, i) : Py_None;
         snprintf(name, sizeof name, "weights[%zd]", i);
-        w = athpy_float32_array(PySequence_Fast_GET_ITEM(wseq, i), name);
+        w = athpy_float32_array(PyTuple_GET_ITEM(wseq, i), name);
         if (w == NULL) goto fail;
         PyTuple_SET_ITEM(wtuple, i, (PyObject *)w);
         if (PyArray_NDIM(w) != 4 || PyArray_DIM(w, 2) != PyArray_DIM(w, 3) || PyArray_DIM(w, 2) % 2 == 0 ||

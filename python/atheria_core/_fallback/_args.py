@@ -262,6 +262,8 @@ def to_complex64(obj: Any, name: str) -> np.ndarray:
         raise TypeError(f"{name}: expected a numeric (complex) array-like") from None
     if raw.dtype.kind not in "iufcb":
         raise TypeError(f"{name}: expected a numeric (complex) array-like, got dtype {raw.dtype}")
+    if raw.size > MAX_REGION_CELLS:   # ATHPY_MAX_ARRAY_VALUES: refused before the copy
+        raise ValueError(f"{name}: too many values ({raw.size} > {MAX_REGION_CELLS})")
     with np.errstate(over="ignore", invalid="ignore"):
         return np.array(raw, dtype=np.complex64, copy=True, order="C")
 
