@@ -156,13 +156,13 @@ void ath_engine_get_memory(const ath_engine *e, ath_engine_memory *out) {
     d = (size_t)e->cfg.d_state;
     out->matter_bytes = ath_cellmap_memory_bytes(e->matter);
     s += ath_cellmap_memory_bytes(e->next);
-    s += e->tcap * sizeof(tslot) + e->tcells_cap * TILE * TILE * sizeof(int32_t) +
+    s += e->tcap * sizeof(uint32_t) + e->tcells_cap * TILE * TILE * sizeof(int32_t) +
          e->tcoord_cap * sizeof(ath_coord) + e->tmask_cap * sizeof(uint16_t);
     s += e->ecap * (sizeof(ath_coord) + sizeof(int64_t) + sizeof(uint8_t) +
                     d * sizeof(ath_cf32) * (e->cur != NULL ? 2 : 1));
     s += 2 * e->in_floats * sizeof(float);
     s += e->nscratch * (d * sizeof(ath_cf32) + sizeof(tile_window)) + sizeof(tile_window) + d * sizeof(ath_cf32);
-    s += e->bcap * sizeof(tslot) + e->blocks_cap * sizeof(ath_coord) + 2 * e->tbuf_floats * sizeof(float) +
+    s += e->bcap * sizeof(uint32_t) + e->blocks_cap * sizeof(ath_coord) + 2 * e->tbuf_floats * sizeof(float) +
          e->border_cap * sizeof(struct block_order);
     out->scratch_bytes = s + sizeof *e;
 }

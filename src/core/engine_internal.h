@@ -31,15 +31,10 @@
 #include "atheria/alloc.h"
 #include "atheria/engine.h"
 #include "atheria/rule.h"
+#include "hash_index.h"
 #include "mix.h"
 
 #include <string.h>
-
-/* A slot of the tile / block tables: key (x, y, z), value `tile`. */
-typedef struct tslot {
-    int64_t x, y, z; /* tile coordinates; x == EMPTY_X: free slot */
-    int64_t tile;    /* tile number */
-} tslot;
 
 typedef struct skey {
     uint64_t key;
@@ -83,8 +78,8 @@ struct ath_engine {
     ath_engine_stats stats;
 
     /* step scratch (freed by ath_eng_step_release at the end of each step) */
-    tslot *ttable; /* tile hash table */
-    size_t tcap;   /* power of two */
+    uint32_t *ttable; /* tile index: hash_index.h slots over tcoord[] (tile numbers) */
+    size_t tcap;      /* slots, a power of two */
     size_t ntiles;
     int32_t *tcells; /* [tile][TILE*TILE] position in E or -1 (while building: -1 absent,
                         -2 in E without matter, >= 0 matter index) */
@@ -108,7 +103,7 @@ struct ath_engine {
 
     /* tile evaluation (models that accept any H x W, known radius <= patch radius) */
     int accepts_tiles;               /* set with the model */
-    tslot *btable;                   /* (TX, TY, z) -> block number, this step (kept across steps) */
+    uint32_t *btable;                /* block index: hash_index.h slots over blocks[] (this step) */
     size_t bcap;
     ath_coord *blocks;               /* block coordinates (TX, TY, z), in first-seen Morton order */
     size_t blocks_cap;
@@ -177,20 +172,26 @@ static inline uint64_t ath_eng_tslot_hash(int64_t x, int64_t y, int64_t z) {
                             (uint64_t)z * 0x165667B19E3779F9ull);
 }
 
-/* Slot holding key (x, y, z), or the free slot where it would go (load <= 1/2). */
-static inline size_t ath_eng_tslot_probe(const tslot *t, size_t mask, int64_t x, int64_t y, int64_t z) {
-    size_t i = (size_t)ath_eng_tslot_hash(x, y, z) & mask;
-    for (;;) {
-        const tslot *s = &t[i];
-        if (s->x == EMPTY_X || (s->x == x && s->y == y && s->z == z)) return i;
-        i = (i + 1) & mask;
-    }
+/* hash_index.h over an array of tile / block coordinates. */
+static inline uint64_t ath_eng_tcoord_hash(const void *keys, uint32_t e) {
+    const ath_coord c = ((const ath_coord *)keys)[e];
+    return ath_eng_tslot_hash(c.x, c.y, c.z);
+}
+static inline int ath_eng_tcoord_eq(const void *keys, uint32_t e, const void *key) {
+    return ath_coord_equal(((const ath_coord *)keys)[e], *(const ath_coord *)key);
+}
+static inline ath_hindex ath_eng_tile_index(const ath_engine *e) {
+    ath_hindex ix;
+    ix.slots = e->ttable;
+    ix.size = e->tcap;
+    return ix;
 }
 
 /* Tile number of (tx, ty, z), or -1 if absent.  Read-only (parallel-safe). */
 static inline int64_t ath_eng_tile_find(const ath_engine *e, int64_t tx, int64_t ty, int64_t z) {
-    const size_t i = ath_eng_tslot_probe(e->ttable, e->tcap - 1, tx, ty, z);
-    return e->ttable[i].x == EMPTY_X ? -1 : e->ttable[i].tile;
+    const ath_hindex ix = ath_eng_tile_index(e);
+    const ath_coord key = ath_coord_make(tx, ty, z);
+    return ath_hindex_find(&ix, ath_eng_tslot_hash(tx, ty, z), e->tcoord, &key, ath_eng_tcoord_eq);
 }
 
 ath_status ath_eng_tile_table_resize(ath_engine *e, size_t cap, ath_error *err);
@@ -239,6 +240,12 @@ int ath_eng_update_and_gather(ath_engine *e, ath_out_layout layout, size_t u0, i
                               int64_t ng);
 
 /* ---- eval_tile.c: step 4 on tiles */
-ath_status ath_eng_step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *per_call, ath_error *err);
+/* The BT x BT blocks covering E (sorted), in order of first appearance: *nb_out blocks. */
+ath_status ath_eng_build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_error *err);
+/* 1 if E is so sparse in its blocks that per-cell patches cost less than tiles
+ * (isolated cells: a block each); only for built-in models off a 'zero' window,
+ * where both give the same numbers. */
+int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb);
+ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t *per_call, ath_error *err);
 
 #endif

@@ -24,40 +24,50 @@
 
 static inline int64_t block_of(int64_t v) { return (v - (v & (BT - 1))) / BT; }
 
+static inline ath_hindex block_index(const ath_engine *e) {
+    ath_hindex ix;
+    ix.slots = e->btable;
+    ix.size = e->bcap;
+    return ix;
+}
+
 /* Block number of (bx, by, z), adding it if absent; -1 on allocation failure. */
 static int64_t block_get(ath_engine *e, size_t *nb, int64_t bx, int64_t by, int64_t z, ath_error *err) {
+    const ath_coord key = ath_coord_make(bx, by, z);
+    const uint64_t h = ath_eng_tslot_hash(bx, by, z);
+    ath_hindex ix;
     size_t s;
+    int found;
     if (2 * (*nb + 1) > e->bcap) {
         const size_t cap = e->bcap > 0 ? 2 * e->bcap : 256;
-        tslot *nt = (tslot *)ath_malloc(cap * sizeof *nt);
-        size_t i;
+        uint32_t *nt = (uint32_t *)ath_malloc(cap * sizeof *nt);
         if (nt == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (block table)"), -1;
-        for (i = 0; i < cap; i++) nt[i].x = EMPTY_X;
-        for (i = 0; i < e->bcap; i++)
-            if (e->btable[i].x != EMPTY_X)
-                nt[ath_eng_tslot_probe(nt, cap - 1, e->btable[i].x, e->btable[i].y, e->btable[i].z)] = e->btable[i];
         ath_free(e->btable);
         e->btable = nt;
         e->bcap = cap;
+        ix = block_index(e);
+        ath_hindex_clear(&ix);
+        ath_hindex_insert_all(&ix, *nb, e->blocks, ath_eng_tcoord_hash);
     }
-    s = ath_eng_tslot_probe(e->btable, e->bcap - 1, bx, by, z);
-    if (e->btable[s].x != EMPTY_X) return e->btable[s].tile;
+    ix = block_index(e);
+    s = ath_hindex_probe(&ix, h, e->blocks, &key, ath_eng_tcoord_eq, &found);
+    if (found) return (int64_t)e->btable[s];
     if (*nb + 1 > e->blocks_cap &&
         ath_eng_grow((void **)&e->blocks, &e->blocks_cap, *nb + 1, sizeof(ath_coord), err) != ATH_OK)
         return -1;
-    e->btable[s].x = bx;
-    e->btable[s].y = by;
-    e->btable[s].z = z;
-    e->btable[s].tile = (int64_t)*nb;
+    e->btable[s] = (uint32_t)*nb;
     e->blocks[*nb] = ath_coord_make(bx, by, z);
     return (int64_t)(*nb)++;
 }
 
 /* The blocks covering E (sorted), in order of first appearance. */
-static ath_status build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_error *err) {
+ath_status ath_eng_build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_error *err) {
     size_t i, nb = 0;
     int64_t px = EMPTY_X, py = 0, pz = 0;
-    for (i = 0; i < e->bcap; i++) e->btable[i].x = EMPTY_X;
+    {
+        ath_hindex ix = block_index(e);
+        ath_hindex_clear(&ix);
+    }
     for (i = 0; i < n; i++) {
         const ath_coord c = e->ecoords[i];
         const int64_t bx = block_of(c.x), by = block_of(c.y);
@@ -241,18 +251,27 @@ static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx
     return bad;
 }
 
+int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb) {
+    const double S = (double)(BT + 2 * e->model->receptive_radius), p = (double)e->cfg.patch;
+    /* a 'zero' window is exact only on tiles (clipped to the window), so it stays on tiles;
+     * only the built-in models are known to give the same bits both ways (a callable that
+     * accepts tiles is evaluated as it asked) */
+    if (e->cfg.extent == ATH_EXTENT_ZERO || !ath_model_accepts_tiles(e->model)) return 0;
+    /* work per step: tiles ~ nb * S^2 input cells, patches ~ n * p^2; tiles are cheaper per
+     * cell (one model call per block row), hence the factor 2 */
+    return (double)n * p * p * 2.0 < (double)nb * S * S;
+}
+
 /* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
  * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
  * to a 'zero' window then run grouped by their region's shape. */
-ath_status ath_eng_step_tiles(ath_engine *e, size_t n, int64_t *calls, int64_t *per_call, ath_error *err) {
+ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
     const int64_t per_item = e->channels * S * S;
     int64_t tb = ATH_ENGINE_TILE_BATCH_FLOATS / per_item;
-    size_t nb = 0, b0, i;
+    size_t b0, i;
     ath_status st;
     if (tb < 1) tb = 1;
-    st = build_blocks(e, n, &nb, err);
-    if (st != ATH_OK) return st;
     if ((size_t)tb > nb) tb = (int64_t)(nb > 0 ? nb : 1);
     if ((size_t)(tb * per_item) > e->tbuf_floats) {
         const size_t need = (size_t)(tb * per_item);

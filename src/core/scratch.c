@@ -80,7 +80,7 @@ ath_status ath_eng_grow(void **p, size_t *cap, size_t need, size_t elem, ath_err
 /* Frees this step's O(cells) scratch (called at the end of every step). */
 void ath_eng_step_release(ath_engine *e) {
     const size_t d = (size_t)e->cfg.d_state;
-    ath_eng_sfree(e->ttable, e->tcap * sizeof(tslot));
+    ath_eng_sfree(e->ttable, e->tcap * sizeof(uint32_t));
     e->ttable = NULL;
     e->tcap = 0;
     ath_eng_sfree(e->tcells, e->tcells_cap * TILE * TILE * sizeof(int32_t));
@@ -108,6 +108,14 @@ void ath_eng_step_release(ath_engine *e) {
     e->in_buf = NULL;
     e->out_buf = NULL;
     e->in_floats = 0;
+    /* block evaluation's tables (ath_malloc'd) */
+    ath_free(e->btable);
+    ath_free(e->blocks);
+    ath_free(e->border);
+    e->btable = NULL;
+    e->blocks = NULL;
+    e->border = NULL;
+    e->bcap = e->blocks_cap = e->border_cap = 0;
     ath_eng_sfree(e->tin_buf, e->tbuf_floats * sizeof(float));
     ath_eng_sfree(e->tout_buf, e->tbuf_floats * sizeof(float));
     e->tin_buf = NULL;

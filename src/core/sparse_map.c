@@ -1,9 +1,9 @@
 /* Hash maps of the sparse universe (see sparse_map.h).
  *
  * Both maps use the same layout: the entries live in dense arrays (keys and
- * values, in storage order), and an open-addressing index table of 32-bit
- * slots (linear probing, power-of-two size, load factor <= 1/2) maps a key's
- * hash to its position in the dense arrays.  Removal uses backward-shift
+ * values, in storage order), and the core's one hash index (hash_index.h:
+ * 32-bit slots, linear probing, power-of-two size, load factor <= 1/2) maps a
+ * key's hash to its position in the dense arrays.  Removal uses backward-shift
  * deletion (no tombstones) and moves the last entry into the hole.
  *
  * Memory per cell: 24 + 8*d bytes of dense storage (capacity grows by 1.5x)
@@ -15,22 +15,15 @@
  */
 #include "atheria/alloc.h"
 #include "atheria/sparse_map.h"
+#include "hash_index.h"
 #include "mix.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOT_EMPTY UINT32_MAX
-#define MIN_TABLE ((size_t)16)
 #define MIN_CAP ((size_t)8)
 
 
-/* Smallest power of two >= 2*n (and >= MIN_TABLE).  n <= ATH_CELLMAP_MAX_CELLS. */
-static size_t table_size_for(size_t n) {
-    size_t t = MIN_TABLE;
-    while (t < 2 * n) t <<= 1;
-    return t;
-}
 
 /* Dense capacity to grow to when `need` entries must fit: 1.5x geometric growth. */
 static size_t grown_capacity(size_t cap, size_t need) {
@@ -41,6 +34,7 @@ static size_t grown_capacity(size_t cap, size_t need) {
     return c;
 }
 
+/* A fresh, empty slot array for ath_hindex_size_for(n) slots. */
 static uint32_t *table_alloc(size_t tsize) {
     uint32_t *t = (uint32_t *)ath_malloc(tsize * sizeof *t);
     if (t != NULL) memset(t, 0xFF, tsize * sizeof *t);
@@ -62,26 +56,25 @@ struct ath_cellmap {
     size_t tsize;    /* power of two, or 0 */
 };
 
-static inline size_t cell_home(const ath_cellmap *m, ath_coord c) {
-    return (size_t)ath_coord_hash(c) & (m->tsize - 1);
+/* The index (hash_index.h) over coords[]. */
+static inline uint64_t cell_entry_hash(const void *keys, uint32_t e) {
+    return ath_coord_hash(((const ath_coord *)keys)[e]);
+}
+static inline int cell_entry_eq(const void *keys, uint32_t e, const void *key) {
+    return ath_coord_equal(((const ath_coord *)keys)[e], *(const ath_coord *)key);
+}
+static inline ath_hindex cell_index(const ath_cellmap *m) {
+    ath_hindex ix;
+    ix.slots = m->table;
+    ix.size = m->tsize;
+    return ix;
 }
 
 /* Slot holding c (found = 1) or the empty slot where c would go (found = 0).
  * Requires a table. */
 static inline size_t cell_probe(const ath_cellmap *m, ath_coord c, int *found) {
-    size_t mask = m->tsize - 1, i = cell_home(m, c);
-    for (;;) {
-        uint32_t e = m->table[i];
-        if (e == SLOT_EMPTY) {
-            *found = 0;
-            return i;
-        }
-        if (ath_coord_equal(m->coords[e], c)) {
-            *found = 1;
-            return i;
-        }
-        i = (i + 1) & mask;
-    }
+    const ath_hindex ix = cell_index(m);
+    return ath_hindex_probe(&ix, ath_coord_hash(c), m->coords, &c, cell_entry_eq, found);
 }
 
 ath_status ath_cellmap_create(int64_t d_state, ath_cellmap **out, ath_error *err) {
@@ -118,14 +111,14 @@ size_t ath_cellmap_memory_bytes(const ath_cellmap *map) {
 /* Makes room for `need` cells: dense capacity >= want_cap (>= need) and a
  * table with load <= 1/2.  All-or-nothing. */
 static ath_status cell_grow(ath_cellmap *m, size_t need, size_t want_cap, ath_error *err) {
-    size_t tsize = m->tsize, i;
+    size_t tsize = m->tsize;
     uint32_t *table = NULL;
     if (need > ATH_CELLMAP_MAX_CELLS)
         return ath_error_set(err, ATH_ERR_RANGE, "cell map: %zu cells exceed the limit of %zu",
                              need, (size_t)ATH_CELLMAP_MAX_CELLS);
     if (want_cap < need) want_cap = need;
     if (tsize == 0 || 2 * need > tsize) {
-        tsize = table_size_for(need);
+        tsize = ath_hindex_size_for(need);
         table = table_alloc(tsize);
         if (table == NULL)
             return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (index of %zu slots)",
@@ -153,15 +146,12 @@ static ath_status cell_grow(ath_cellmap *m, size_t need, size_t want_cap, ath_er
         m->states_cap = want_cap;
     }
     if (table != NULL) {
-        size_t mask = tsize - 1;
+        ath_hindex ix;
         ath_free(m->table);
         m->table = table;
         m->tsize = tsize;
-        for (i = 0; i < m->size; i++) {
-            size_t j = (size_t)ath_coord_hash(m->coords[i]) & mask;
-            while (table[j] != SLOT_EMPTY) j = (j + 1) & mask;
-            table[j] = (uint32_t)i;
-        }
+        ix = cell_index(m);
+        ath_hindex_insert_all(&ix, m->size, m->coords, cell_entry_hash);
     }
     return ATH_OK;
 }
@@ -270,27 +260,14 @@ size_t ath_cellmap_get_many(const ath_cellmap *map, size_t n, const ath_coord *c
 
 int ath_cellmap_remove(ath_cellmap *map, ath_coord coord) {
     int found;
-    size_t slot, hole, j, mask, idx, last, d;
+    size_t slot, idx, last, d;
+    ath_hindex ix;
     if (map == NULL || map->size == 0) return 0;
     slot = cell_probe(map, coord, &found);
     if (!found) return 0;
     idx = map->table[slot];
-    mask = map->tsize - 1;
-    /* backward-shift deletion */
-    hole = slot;
-    j = slot;
-    for (;;) {
-        size_t k;
-        j = (j + 1) & mask;
-        if (map->table[j] == SLOT_EMPTY) break;
-        k = cell_home(map, map->coords[map->table[j]]);
-        /* the entry at j may move to the hole unless its home lies cyclically in (hole, j] */
-        if ((j > hole && (k <= hole || k > j)) || (j < hole && k <= hole && k > j)) {
-            map->table[hole] = map->table[j];
-            hole = j;
-        }
-    }
-    map->table[hole] = SLOT_EMPTY;
+    ix = cell_index(map);
+    ath_hindex_erase(&ix, slot, map->coords, cell_entry_hash);
     /* move the last cell into the dense hole */
     last = map->size - 1;
     d = (size_t)map->d;
@@ -305,7 +282,8 @@ int ath_cellmap_remove(ath_cellmap *map, ath_coord coord) {
 }
 
 ath_status ath_cellmap_validate(const ath_cellmap *map, ath_error *err) {
-    size_t i, used = 0, mask;
+    size_t i, used = 0;
+    ath_hindex ix;
     if (map == NULL) return ath_error_set(err, ATH_ERR_INVALID, "validate: NULL map");
     if (map->size > map->coords_cap || map->size > map->states_cap)
         return ath_error_set(err, ATH_ERR_INVALID, "validate: size %zu exceeds capacity", map->size);
@@ -315,21 +293,18 @@ ath_status ath_cellmap_validate(const ath_cellmap *map, ath_error *err) {
     if ((map->tsize & (map->tsize - 1)) != 0 || 2 * map->size > map->tsize)
         return ath_error_set(err, ATH_ERR_INVALID, "validate: bad table size %zu for %zu cells",
                              map->tsize, map->size);
-    mask = map->tsize - 1;
+    ix = cell_index(map);
     for (i = 0; i < map->tsize; i++) {
         uint32_t e = map->table[i];
-        size_t k;
-        if (e == SLOT_EMPTY) continue;
+        if (e == ATH_HINDEX_EMPTY) continue;
         used++;
         if (e >= map->size)
             return ath_error_set(err, ATH_ERR_INVALID, "validate: slot %zu holds stale index %u",
                                  i, (unsigned)e);
         /* no empty slot between the home and the slot (linear-probing invariant) */
-        for (k = cell_home(map, map->coords[e]); k != i; k = (k + 1) & mask)
-            if (map->table[k] == SLOT_EMPTY)
-                return ath_error_set(err, ATH_ERR_INVALID,
-                                     "validate: cell %u unreachable (empty slot %zu before slot %zu)",
-                                     (unsigned)e, k, i);
+        if (!ath_hindex_reachable(&ix, i, map->coords, cell_entry_hash))
+            return ath_error_set(err, ATH_ERR_INVALID,
+                                 "validate: cell %u unreachable (an empty slot before slot %zu)", (unsigned)e, i);
     }
     if (used != map->size)
         return ath_error_set(err, ATH_ERR_INVALID, "validate: %zu index entries for %zu cells", used,
@@ -392,24 +367,23 @@ struct ath_scalarmap {
     size_t tsize;
 };
 
-static inline size_t scalar_home(const ath_scalarmap *m, int64_t key) {
-    return (size_t)ath_mix64_inline((uint64_t)key) & (m->tsize - 1);
+/* The index (hash_index.h) over keys[]. */
+static inline uint64_t scalar_entry_hash(const void *keys, uint32_t e) {
+    return ath_mix64_inline((uint64_t)((const int64_t *)keys)[e]);
+}
+static inline int scalar_entry_eq(const void *keys, uint32_t e, const void *key) {
+    return ((const int64_t *)keys)[e] == *(const int64_t *)key;
+}
+static inline ath_hindex scalar_index(const ath_scalarmap *m) {
+    ath_hindex ix;
+    ix.slots = m->table;
+    ix.size = m->tsize;
+    return ix;
 }
 
 static inline size_t scalar_probe(const ath_scalarmap *m, int64_t key, int *found) {
-    size_t mask = m->tsize - 1, i = scalar_home(m, key);
-    for (;;) {
-        uint32_t e = m->table[i];
-        if (e == SLOT_EMPTY) {
-            *found = 0;
-            return i;
-        }
-        if (m->keys[e] == key) {
-            *found = 1;
-            return i;
-        }
-        i = (i + 1) & mask;
-    }
+    const ath_hindex ix = scalar_index(m);
+    return ath_hindex_probe(&ix, ath_mix64_inline((uint64_t)key), m->keys, &key, scalar_entry_eq, found);
 }
 
 ath_status ath_scalarmap_create(ath_scalarmap **out, ath_error *err) {
@@ -433,12 +407,12 @@ size_t ath_scalarmap_size(const ath_scalarmap *map) { return map != NULL ? map->
 
 static ath_status scalar_grow(ath_scalarmap *m, size_t need, ath_error *err) {
     size_t cap = m->keys_cap < m->values_cap ? m->keys_cap : m->values_cap;
-    size_t want = need > cap ? grown_capacity(cap, need) : cap, tsize = m->tsize, i;
+    size_t want = need > cap ? grown_capacity(cap, need) : cap, tsize = m->tsize;
     uint32_t *table = NULL;
     if (need > ATH_CELLMAP_MAX_CELLS)
         return ath_error_set(err, ATH_ERR_RANGE, "scalar map: %zu entries exceed the limit", need);
     if (tsize == 0 || 2 * need > tsize) {
-        tsize = table_size_for(need);
+        tsize = ath_hindex_size_for(need);
         table = table_alloc(tsize);
         if (table == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "scalar map: out of memory");
     }
@@ -461,15 +435,12 @@ static ath_status scalar_grow(ath_scalarmap *m, size_t need, ath_error *err) {
         m->values_cap = want;
     }
     if (table != NULL) {
-        size_t mask = tsize - 1;
+        ath_hindex ix;
         ath_free(m->table);
         m->table = table;
         m->tsize = tsize;
-        for (i = 0; i < m->size; i++) {
-            size_t j = (size_t)ath_mix64_inline((uint64_t)m->keys[i]) & mask;
-            while (table[j] != SLOT_EMPTY) j = (j + 1) & mask;
-            table[j] = (uint32_t)i;
-        }
+        ix = scalar_index(m);
+        ath_hindex_insert_all(&ix, m->size, m->keys, scalar_entry_hash);
     }
     return ATH_OK;
 }
@@ -510,25 +481,14 @@ int ath_scalarmap_get(const ath_scalarmap *map, int64_t key, double *value) {
 
 int ath_scalarmap_remove(ath_scalarmap *map, int64_t key) {
     int found;
-    size_t slot, hole, j, mask, idx, last;
+    size_t slot, idx, last;
+    ath_hindex ix;
     if (map == NULL || map->size == 0) return 0;
     slot = scalar_probe(map, key, &found);
     if (!found) return 0;
     idx = map->table[slot];
-    mask = map->tsize - 1;
-    hole = slot;
-    j = slot;
-    for (;;) {
-        size_t k;
-        j = (j + 1) & mask;
-        if (map->table[j] == SLOT_EMPTY) break;
-        k = scalar_home(map, map->keys[map->table[j]]);
-        if ((j > hole && (k <= hole || k > j)) || (j < hole && k <= hole && k > j)) {
-            map->table[hole] = map->table[j];
-            hole = j;
-        }
-    }
-    map->table[hole] = SLOT_EMPTY;
+    ix = scalar_index(map);
+    ath_hindex_erase(&ix, slot, map->keys, scalar_entry_hash);
     last = map->size - 1;
     if (idx != last) {
         size_t s2 = scalar_probe(map, map->keys[last], &found);

@@ -11,7 +11,7 @@
 
 static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *err) {
     const int64_t d = e->cfg.d_state;
-    size_t n = 0, s0, kept, i;
+    size_t n = 0, s0, kept, i, nblocks = 0;
     ptrdiff_t si, sn;
     int nthreads = 1, use_tiles;
     int64_t calls = 0, per_call = 0;
@@ -27,9 +27,14 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
         st = ath_eng_build_eval_set_mask(e, &n, err);
     else
         st = ath_eng_build_eval_set(e, &n, err);
-    if (st == ATH_OK) st = ath_eng_scratch_reserve(e, nthreads, !use_tiles, n, err);
     if (st == ATH_OK) st = ath_eng_e_alloc(e, n, err);
     if (st == ATH_OK) st = ath_eng_order_eval_set(e, n, err);
+    if (st == ATH_OK && use_tiles) {
+        /* tiles and patches give the same numbers: scattered matter runs on patches */
+        st = ath_eng_build_blocks(e, n, &nblocks, err);
+        if (st == ATH_OK && ath_eng_tiles_too_sparse(e, n, nblocks)) use_tiles = 0;
+    }
+    if (st == ATH_OK) st = ath_eng_scratch_reserve(e, nthreads, !use_tiles, n, err);
     if (st != ATH_OK) return st;
     sn = (ptrdiff_t)n;
 
@@ -51,7 +56,7 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
     }
 
     if (use_tiles) {
-        st = ath_eng_step_tiles(e, n, &calls, &per_call, err);
+        st = ath_eng_step_tiles(e, nblocks, &calls, &per_call, err);
         if (st != ATH_OK) return st;
     } else {
         /* 4: model in fixed chunks; the update of one chunk runs in the same

@@ -1,7 +1,7 @@
 /* Sparse Engine: the tile index of the evaluated set.
  *
- * E is indexed by 4 x 4 in-plane tiles: a hash table (tslot, linear probing,
- * ath_coord_hash) maps a tile (tx, ty, z) to a tile number, and each tile
+ * E is indexed by 4 x 4 in-plane tiles: the core's hash index (hash_index.h)
+ * over the tile coordinates tcoord[] maps a tile (tx, ty, z) to a tile number, and each tile
  * holds 16 int32 positions in E (-1: not in E).  A tile is one cache line,
  * cells of one tile are consecutive in Morton order, and each pass keeps a
  * window of the tiles around the current one, so a neighbour read is an
@@ -11,30 +11,32 @@
 #include <string.h>
 
 ath_status ath_eng_tile_table_resize(ath_engine *e, size_t cap, ath_error *err) {
-    tslot *t = (tslot *)ath_eng_salloc(cap * sizeof *t);
-    size_t i;
+    uint32_t *t = (uint32_t *)ath_eng_salloc(cap * sizeof *t);
+    const int had = e->ttable != NULL; /* NULL at the start of a step: no tiles yet */
+    ath_hindex ix;
     if (t == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile table)");
-    for (i = 0; i < cap; i++) t[i].x = EMPTY_X;
-    if (e->ttable != NULL)
-        for (i = 0; i < e->tcap; i++) {
-            const tslot *s = &e->ttable[i];
-            if (s->x != EMPTY_X) t[ath_eng_tslot_probe(t, cap - 1, s->x, s->y, s->z)] = *s;
-        }
-    ath_eng_sfree(e->ttable, e->tcap * sizeof(tslot));
+    ath_eng_sfree(e->ttable, e->tcap * sizeof(uint32_t));
     e->ttable = t;
     e->tcap = cap;
+    ix = ath_eng_tile_index(e);
+    ath_hindex_clear(&ix);
+    if (had) ath_hindex_insert_all(&ix, e->ntiles, e->tcoord, ath_eng_tcoord_hash);
     return ATH_OK;
 }
 
 /* Tile number of (tx, ty, z), created (all cells -1) if absent; -1 on allocation failure. */
 int64_t ath_eng_tile_get(ath_engine *e, int64_t tx, int64_t ty, int64_t z, ath_error *err) {
-    size_t s = ath_eng_tslot_probe(e->ttable, e->tcap - 1, tx, ty, z);
+    const ath_coord key = ath_coord_make(tx, ty, z);
+    const uint64_t h = ath_eng_tslot_hash(tx, ty, z);
+    ath_hindex ix = ath_eng_tile_index(e);
     int64_t t;
-    int k;
-    if (e->ttable[s].x != EMPTY_X) return e->ttable[s].tile;
+    int k, found;
+    size_t s = ath_hindex_probe(&ix, h, e->tcoord, &key, ath_eng_tcoord_eq, &found);
+    if (found) return (int64_t)e->ttable[s];
     if (2 * (e->ntiles + 1) > e->tcap) {
         if (ath_eng_tile_table_resize(e, 2 * e->tcap, err) != ATH_OK) return -1;
-        s = ath_eng_tslot_probe(e->ttable, e->tcap - 1, tx, ty, z);
+        ix = ath_eng_tile_index(e);
+        s = ath_hindex_probe(&ix, h, e->tcoord, &key, ath_eng_tcoord_eq, &found);
     }
     if (e->ntiles + 1 > e->tcells_cap &&
         ath_eng_sgrow((void **)&e->tcells, &e->tcells_cap, e->ntiles + 1, TILE * TILE * sizeof(int32_t), err) != ATH_OK)
@@ -49,10 +51,7 @@ int64_t ath_eng_tile_get(ath_engine *e, int64_t tx, int64_t ty, int64_t z, ath_e
     e->tmask[t] = 0;
     for (k = 0; k < TILE * TILE; k++) e->tcells[t * TILE * TILE + k] = -1;
     e->tcoord[t] = ath_coord_make(tx, ty, z);
-    e->ttable[s].x = tx;
-    e->ttable[s].y = ty;
-    e->ttable[s].z = z;
-    e->ttable[s].tile = t;
+    e->ttable[s] = (uint32_t)t;
     return t;
 }
 
