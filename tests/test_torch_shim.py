@@ -168,7 +168,7 @@ def test_shim_discovery():
     p = ts.shim_path()
     assert p is not None and os.path.isfile(p) and "_torch_shim" in os.path.basename(p)
     info = _core._torch_shim_info(p)
-    assert info["abi_version"] == 1
+    assert info["abi_version"] == 2
     assert info["torch_version"] == torch.__version__.split("+")[0]
     assert ts.cuda_available() == torch.cuda.is_available()
     assert ts.unavailable_reason() is None
@@ -193,20 +193,19 @@ def test_bad_shim_path(tmp_path):
     with pytest.raises(OSError, match="lacks the symbol"):
         _core._torch_shim_info(_core.__file__)
     # the real shim still works afterwards
-    assert _core._torch_shim_info(ts.shim_path())["abi_version"] == 1
+    assert _core._torch_shim_info(ts.shim_path())["abi_version"] == 2
 
 
-def test_read_metadata(files):
-    m = ts.read_metadata(files["lstm"])
-    assert m["has_memory"] is True and m["d_state"] == D_STATE
-    assert ts.read_metadata(files["conv_traced_nometa"]) is None
-    assert ts.read_metadata(files["text"]) is None
-    assert ts.read_metadata(files["missing"]) is None
-    assert ts.load_args_from_metadata(m) == {"has_memory": 1, "receptive_radius": -1, "zero_preserving": 0,
-                                             "channels": C}
-    assert ts.load_args_from_metadata(None)["has_memory"] == -1
-    args = ts.load_args_from_metadata(json.loads(meta(receptive_radius=2, zero_preserving=None)))
-    assert args == {"has_memory": 0, "receptive_radius": 2, "zero_preserving": -1, "channels": C}
+def test_shim_load_args_come_from_the_one_metadata_reader(files):
+    from atheria_core._metadata import ModelLoadError, read_metadata
+    m = read_metadata(files["lstm"])
+    assert m.has_memory is True and m.d_state == D_STATE
+    assert read_metadata(files["conv_traced_nometa"]) is None
+    assert m.load_args() == {"has_memory": 1, "receptive_radius": -1, "zero_preserving": 0, "channels": C}
+    for bad in ("text", "missing"):                 # the reader is strict: no silent None
+        with pytest.raises(ModelLoadError):
+            read_metadata(files[bad])
+    assert not hasattr(ts, "read_metadata")          # one reader only
 
 
 # --------------------------------------------------------------------------- stateless forward

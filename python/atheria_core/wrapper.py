@@ -199,14 +199,11 @@ class NativeEngineWrapper:
             self.last_error = f"cannot create the {kind} engine: {exc}"
             logger.error("error loading model in native engine: %s", self.last_error)
             return False
-        route = "python-backend"
         try:
-            if self._ac.BACKEND == "c":
-                from ._model_loader import select_native_model
-                model, route = select_native_model(path, self.device)
-                eng.set_model(model)
-            elif not eng.load_model(path):
-                raise ModelLoadError(eng.get_last_error())
+            from ._model_loader import select_model
+            model, report = select_model(eng, path)
+            eng.set_model(model)
+            route = report.route
         except (ModelLoadError, ValueError, TypeError, RuntimeError, OSError) as exc:
             self.unitary = previous_unitary
             self.last_error = str(exc)

@@ -203,7 +203,10 @@ PyObject *athpy_viz_image(AthPyEngineBase *self, ath_viz_type type, const ath_cf
 /* py_models.c */
 int athpy_model_resolve(PyObject *obj, PyObject **owner, ath_model **model);
 int athpy_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_t w);
-PyObject *athpy_model_load(PyObject *path, PyObject *device);
+/* py_torch.c: the model loader registered by atheria_core._model_loader
+ * (_core._set_model_loader); called as loader(engine, path) -> model.
+ * RuntimeError when none is registered. */
+PyObject *athpy_model_load(PyObject *engine, PyObject *path);
 PyObject *athpy_parse_device(PyObject *obj);
 PyObject *athpy_exception_text(void);
 

@@ -122,17 +122,27 @@ PyObject *athpy_engine_set_model(AthPyEngineBase *self, PyObject *args, PyObject
     Py_RETURN_NONE;
 }
 
+/* load_model(path) (also load_model(model_path=...)): the registered loader
+ * (athpy_model_load) picks the route and builds the model; False + last_error
+ * "<file>: <cause>" for an ordinary failure.  KeyboardInterrupt, SystemExit
+ * and other non-Exception BaseExceptions propagate. */
 PyObject *athpy_engine_load_model(AthPyEngineBase *self, PyObject *args, PyObject *kwargs,
                                   const AthPyEngineKind *kind) {
-    static char *kwlist[] = {"path", NULL};
-    PyObject *path, *model;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:load_model", kwlist, &path)) return NULL;
+    static char *kwlist[] = {"path", "model_path", NULL};
+    PyObject *path = NULL, *model_path = NULL, *model;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:load_model", kwlist, &path, &model_path)) return NULL;
+    if ((path == NULL) == (model_path == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "load_model() takes exactly one of path or model_path");
+        return NULL;
+    }
+    if (path == NULL) path = model_path;
     if (athpy_engine_ready(self, kind) < 0) return NULL;
-    model = athpy_model_load(path, self->device);
+    model = athpy_model_load((PyObject *)self, path);
     if (model == NULL || kind->install(self, model) < 0) {
+        Py_XDECREF(model);
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
         athpy_engine_record_exception(self);
         PyErr_Clear();
-        Py_XDECREF(model);
         Py_RETURN_FALSE;
     }
     Py_DECREF(model);

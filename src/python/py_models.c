@@ -1,10 +1,9 @@
 /* Models for the engines: the ZeroModel and ConvModel Python types (each
  * owns an ath_model), the Python-callable adapter (any callable taking a
- * float32 batch, wrapped as an ath_model), model resolution for set_model
- * and the bridge to atheria_core._model_loader.
+ * float32 batch, wrapped as an ath_model), model resolution for set_model.
  *
  * Functions shared with py_engine.c / py_dense_engine.c (declared in ath_py.h):
- *   athpy_model_resolve, athpy_model_probe_zero, athpy_model_load,
+ *   athpy_model_resolve, athpy_model_probe_zero,
  *   athpy_parse_device, athpy_exception_text. */
 #include "ath_py.h"
 
@@ -778,13 +777,4 @@ int athpy_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_
         return -1;
     }
     return is_zero;
-}
-
-PyObject *athpy_model_load(PyObject *path, PyObject *device) {
-    PyObject *mod, *res;
-    mod = PyImport_ImportModule("atheria_core._model_loader");
-    if (mod == NULL) return NULL;
-    res = PyObject_CallMethod(mod, "load_model_for_native_engine", "OO", path, device);
-    Py_DECREF(mod);
-    return res;
 }
