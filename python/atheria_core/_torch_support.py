@@ -41,6 +41,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 MODEL_CAPSULE_NAME = "atheria_core.model"
 
 _unavailable_reason: Optional[str] = None
+#: the shim built on first use by build_shim() (None: the installed one, or none)
+_built_shim: Optional[str] = None
 
 
 def shim_path() -> Optional[str]:
@@ -55,7 +57,7 @@ def shim_path() -> Optional[str]:
         logger.debug("atheria_core: looking for the LibTorch shim failed: %s", exc)
         return None
     if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return None
+        return _built_shim
     return spec.origin
 
 
@@ -64,12 +66,78 @@ def _torch_base_version(version: str) -> str:
     return version.split("+", 1)[0].strip()
 
 
+_SHIM_SOURCES = ("src/torch/torch_shim.cpp", "src/torch/aoti_model.cpp")
+
+
+def _source_root() -> Optional[str]:
+    """The source checkout this package runs from (an editable install), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if all(os.path.isfile(os.path.join(root, f)) for f in _SHIM_SOURCES) and \
+            os.path.isfile(os.path.join(root, "include", "atheria", "torch_shim.h")):
+        return root
+    return None
+
+
+def _shim_cache_dir(torch: Any) -> str:
+    base = os.environ.get("ATHERIA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "atheria_core")
+    tag = f"torch-{_torch_base_version(torch.__version__)}-abi{int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    return os.path.join(base, "torch_shim", tag)
+
+
+def build_shim() -> tuple[Optional[str], Optional[str]]:
+    """Builds the LibTorch shim against the installed torch with ``torch.utils.cpp_extension``.
+
+    Used on the first model load when the install built no shim (``pip install -e .`` with build
+    isolation has no torch at build time).  The library is cached under
+    ``~/.cache/atheria_core/torch_shim/torch-<version>-abi<N>/`` (``ATHERIA_CACHE_DIR``), rebuilt by
+    ninja only when a source changed.  Returns (path, None), or (None, reason) when it cannot be
+    built (no sources, no compiler / ninja, compile error); ``ATHERIA_BUILD_SHIM=0`` disables it.
+    """
+    if os.environ.get("ATHERIA_BUILD_SHIM", "1") == "0":
+        return None, "the LibTorch shim was not built and ATHERIA_BUILD_SHIM=0"
+    root = _source_root()
+    if root is None:
+        return None, "the LibTorch shim was not built and its sources are not next to this package"
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except Exception as exc:  # noqa: BLE001
+        return None, f"torch is not importable ({exc})"
+    if not cpp_extension.is_ninja_available():
+        return None, "the LibTorch shim was not built and ninja (needed to build it now) is not installed"
+    import shutil
+    if shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None:
+        return None, "the LibTorch shim was not built and there is no C++ compiler to build it now"
+    build_dir = _shim_cache_dir(torch)
+    os.makedirs(build_dir, exist_ok=True)
+    logger.warning("atheria_core: building the LibTorch shim against torch %s in %s (once; about a minute)",
+                   torch.__version__, build_dir)
+    try:
+        path = cpp_extension.load(
+            name="atheria_torch_shim", sources=[os.path.join(root, f) for f in _SHIM_SOURCES],
+            extra_include_paths=[os.path.join(root, "include")],
+            extra_cflags=["-O2", "-fvisibility=hidden"], build_directory=build_dir,
+            is_python_module=False, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - compiler errors, missing headers...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        return None, f"building the LibTorch shim failed ({first})"
+    if not isinstance(path, str):
+        path = os.path.join(build_dir, "atheria_torch_shim.so")
+    logger.warning("atheria_core: built the LibTorch shim: %s", path)
+    return path, None
+
+
 @functools.lru_cache(maxsize=1)
 def _probe() -> tuple[Optional[str], Optional[str]]:
     """(shim path, None) when the shim can be used, else (None, reason). Cached."""
+    global _built_shim
     path = shim_path()
     if path is None:
-        return None, "the LibTorch shim was not built (torch was not importable at build time)"
+        path, why = build_shim()
+        if path is None:
+            return None, why
+        _built_shim = path
     try:
         from . import _core
     except ImportError as exc:

@@ -274,7 +274,8 @@ def export_aoti_module(model: nn.Module, output_path: str, *, d_state: Optional[
                         device=dev.type, grid_size=g)
             meta.pop("native_equivalent", None)
             try:
-                ep = torch.export.export(model, args)
+                with quiet_jit_deprecation():  # torch.export's own internals call torch.jit.*
+                    ep = torch.export.export(model, args)
             except Exception as exc:  # noqa: BLE001 - reported with the cause
                 raise ExportError(f"cannot write {output_path}: torch.export failed ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
@@ -284,9 +285,10 @@ def export_aoti_module(model: nn.Module, output_path: str, *, d_state: Optional[
         try:
             t0 = time.perf_counter()
             try:
-                torch._inductor.aoti_compile_and_package(
-                    ep, package_path=tmp,
-                    inductor_configs={"aot_inductor.metadata": {"atheria_meta": json.dumps(meta, sort_keys=True)}})
+                with quiet_jit_deprecation():
+                    torch._inductor.aoti_compile_and_package(
+                        ep, package_path=tmp,
+                        inductor_configs={"aot_inductor.metadata": {"atheria_meta": json.dumps(meta, sort_keys=True)}})
             except Exception as exc:  # noqa: BLE001
                 raise ExportError(f"cannot write {output_path}: AOTInductor compile failed "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
