@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch is pinned: the CPU build of 2.13.0 is what this project is tested with
 # (an unpinned 'torch' may pull a multi-GB CUDA build).
-.venv/bin/python -m pip install -q "setuptools>=64" wheel "numpy>=1.23" "torch==2.13.0" pytest matplotlib tqdm
+.venv/bin/python -m pip install -q "setuptools>=64" wheel "numpy>=1.23" "torch==2.13.0" ninja pytest matplotlib tqdm
 # No build isolation: the LibTorch shim is built only when torch is importable
 # at build time (docs/build.md).
 .venv/bin/python -m pip install -q --no-build-isolation -e .

@@ -146,8 +146,10 @@ class Engine:
     vacuum_strength: float
     patch: int
     # original API
-    def load_model(self, path: str) -> bool:
-        """Loads a TorchScript file; False + get_last_error() on failure (engine unchanged)."""
+    def load_model(self, path: str = ..., model_path: str = ...) -> bool:
+        """Loads a TorchScript file or .pt2 package (exactly one of path / model_path; the route is
+        chosen by atheria_core._model_loader, docs/torchscript.md); False + get_last_error()
+        "<file>: <cause>" on failure (engine unchanged); KeyboardInterrupt/SystemExit propagate."""
     def add_particle(self, coord: CoordLike, state: ArrayLike) -> None: ...
     def get_state_at(self, coord: CoordLike) -> np.ndarray:
         """(d,) complex64: matter, else background; zeros outside a bounded window."""
@@ -193,7 +195,7 @@ class DenseEngine:
     seed: int
     vacuum_strength: float
     extent: str                # 'zero' | 'periodic'
-    def load_model(self, path: str) -> bool: ...
+    def load_model(self, path: str = ..., model_path: str = ...) -> bool: ...
     def get_last_error(self) -> str: ...
     def set_model(self, model: Optional[Model]) -> None:
         """Callables get the whole float32 (1, 2d, H, W) field and return (1, 2d, H, W)."""
@@ -210,3 +212,14 @@ class DenseEngine:
         """docs/tools.md"""
     def compute_visualization(self, viz_type: str, roi: Optional[Sequence[int]] = None, *,
                               channel: int = 0) -> np.ndarray: ...
+
+
+# private model-loading primitives (py_torch.c; used by atheria_core._model_loader / _torch_support)
+def _set_model_loader(loader: Optional[Callable[[Any, str], Any]]) -> None: ...
+def _load_error_kinds() -> Tuple[Tuple[str, str], ...]: ...
+def _torch_load2(shim_path: str, model_path: str, device: str = "cpu", has_memory: int = -1,
+                 receptive_radius: int = -1, zero_preserving: int = -1, channels: int = -1,
+                 optimize: bool = True, probe_shape: Optional[Sequence[int]] = None) -> Tuple[Any, bool, str]: ...
+def _aoti_load(shim_path: str, model_path: str, device: str, input_shape: Sequence[int],
+               memory_shape: Optional[Sequence[int]] = None, receptive_radius: int = -1,
+               zero_preserving: int = -1) -> Any: ...

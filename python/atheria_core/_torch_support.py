@@ -111,8 +111,12 @@ def build_shim() -> tuple[Optional[str], Optional[str]]:
         return None, "the LibTorch shim was not built and there is no C++ compiler to build it now"
     build_dir = _shim_cache_dir(torch)
     os.makedirs(build_dir, exist_ok=True)
-    logger.warning("atheria_core: building the LibTorch shim against torch %s in %s (once; about a minute)",
-                   torch.__version__, build_dir)
+    cached = os.path.isfile(os.path.join(build_dir, "atheria_torch_shim.so"))
+    if cached:
+        logger.info("atheria_core: using the LibTorch shim cached in %s (rebuilt if a source changed)", build_dir)
+    else:
+        logger.warning("atheria_core: building the LibTorch shim against torch %s in %s (once; about a minute)",
+                       torch.__version__, build_dir)
     try:
         path = cpp_extension.load(
             name="atheria_torch_shim", sources=[os.path.join(root, f) for f in _SHIM_SOURCES],
@@ -124,7 +128,8 @@ def build_shim() -> tuple[Optional[str], Optional[str]]:
         return None, f"building the LibTorch shim failed ({first})"
     if not isinstance(path, str):
         path = os.path.join(build_dir, "atheria_torch_shim.so")
-    logger.warning("atheria_core: built the LibTorch shim: %s", path)
+    if not cached:
+        logger.warning("atheria_core: built the LibTorch shim: %s", path)
     return path, None
 
 

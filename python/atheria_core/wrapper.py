@@ -121,6 +121,8 @@ class NativeEngineWrapper:
         #: how the model runs: 'builtin-conv' (C conv stack), 'shim' (LibTorch), 'python'
         #: (TorchScript through Python), 'python-backend' (pure-Python atheria_core)
         self.model_route: Optional[str] = None
+        #: _model_loader.LoadReport of the last successful load (route, file, skipped faster routes)
+        self.model_report: Any = None
         self.model_metadata: Optional[Dict[str, Any]] = None
         self.unitary = bool(unitary) if unitary is not None else False
         self.last_error = ""
@@ -204,6 +206,7 @@ class NativeEngineWrapper:
             model, report = select_model(eng, path)
             eng.set_model(model)
             route = report.route
+            self.model_report = report
         except (ModelLoadError, ValueError, TypeError, RuntimeError, OSError) as exc:
             self.unitary = previous_unitary
             self.last_error = str(exc)
