@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 __all__ = ["ModelLoadError", "ModelNotFoundError", "ModelMetadata", "NativeEquivalent", "read_metadata",
-           "check_archive", "archive_format", "ERROR_KINDS", "ERROR_EXCEPTIONS", "META_NAME", "META_FORMAT",
+           "check_archive", "ERROR_KINDS", "ERROR_EXCEPTIONS", "META_NAME", "META_FORMAT",
            "AOTI_FORMAT", "META_VERSION", "MAX_MEMBER_BYTES", "MAX_JSON_DEPTH", "MAX_D_STATE"]
 
 META_NAME = "atheria_meta.json"
@@ -166,17 +166,6 @@ class ModelMetadata:
 
 
 # --------------------------------------------------------------------------- archive (no torch)
-def archive_format(path: str) -> str:
-    """"aoti" for an AOTInductor package, "torchscript" otherwise (by content, then by suffix)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            if any("/data/aotinductor/" in n for n in zf.namelist()):
-                return "aoti"
-    except (OSError, zipfile.BadZipFile, ValueError):
-        pass
-    return "aoti" if os.fspath(path).endswith(".pt2") else "torchscript"
-
-
 def check_archive(path: str) -> Tuple[zipfile.ZipFile, str]:
     """Opens ``path`` as a model zip; returns (ZipFile, archive prefix) — caller closes.
 
