@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from tolerance import assert_close_f32, conv_stack_tol
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -125,7 +126,8 @@ def test_conv_model_matches_torch(ac, act):
     x = rng.standard_normal((3, 6, 9, 7)).astype(np.float32)
     y = m(x)
     assert y.dtype == np.float32 and y.shape == x.shape
-    np.testing.assert_allclose(y, torch_conv_stack(x, ws, bs, act), atol=TOL, rtol=0)
+    tol = conv_stack_tol(x, ws, bs)
+    assert_close_f32(y, torch_conv_stack(x, ws, bs, act), tol)
     # torch.nn layers themselves (weights as tensors that require grad are accepted)
     layers = [torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[-1], padding=w.shape[-1] // 2, bias=b is not None)
               for w, b in zip(ws, bs)]
@@ -140,7 +142,7 @@ def test_conv_model_matches_torch(ac, act):
             t = layer(t)
             if i + 1 < len(layers):
                 t = ACTS[act](t)
-    np.testing.assert_allclose(m2(x), t.numpy(), atol=TOL, rtol=0)
+    assert_close_f32(m2(x), t.numpy(), tol)
 
 
 def test_conv_model_zero_preserving(ac):

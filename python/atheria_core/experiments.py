@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import reprlib
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
@@ -58,8 +59,12 @@ CONFIG_KEYS: Dict[str, Tuple[bool, str]] = {
     "CONFIG_VERSION": (False, f"int, format version (default 1, current {CONFIG_VERSION})"),
 }
 _INITIAL_MODES = ("complex_noise", "zeros", "random")
-_CKPT_RE = re.compile(r"^checkpoint_ep(\d+)\.pth$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# Used with fullmatch only: "$" would accept a trailing newline ("X\n"), and \d any Unicode digit.
+_CKPT_RE = re.compile(r"checkpoint_ep([0-9]+)\.pth", re.ASCII)
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", re.ASCII)
+#: Largest config.json / .sha256 sidecar read (bytes): a bigger file is an error, not a read.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_SIDECAR_BYTES = 4096
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -156,21 +161,36 @@ def verify_checksum(path: PathLike) -> Optional[str]:
         logger.warning("checkpoint %s has no .sha256 sidecar; integrity not verified", path)
         return None
     try:
-        with open(side, "r", encoding="ascii") as fh:
-            expected = fh.read().split()[0].strip().lower()
-    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        with open(side, "rb") as fh:
+            raw = fh.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
         raise CheckpointError(f"unreadable checksum file {side}: {exc}") from exc
-    if not re.fullmatch(r"[0-9a-f]{64}", expected):
-        raise CheckpointError(f"malformed checksum file {side}")
+    expected = parse_sidecar(raw, side)
     if expected != digest:
         raise ChecksumMismatchError(
             f"checkpoint {path} is corrupt or was modified: sha256 {digest} != {expected} recorded in {side}")
     return digest
 
 
+def parse_sidecar(raw: bytes, source: str = "checksum file") -> str:
+    """The lower-case hex SHA-256 recorded in a ``.sha256`` sidecar's bytes
+    (``"<hex>  <file name>"``, as ``sha256sum`` writes it).  CheckpointError if malformed."""
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise CheckpointError(f"{source}: malformed checksum file (more than {MAX_SIDECAR_BYTES} bytes)")
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{source}: unreadable checksum file (not ASCII: {exc})") from None
+    fields = text.split()
+    expected = fields[0].lower() if fields else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", expected, flags=re.ASCII):
+        raise CheckpointError(f"{source}: malformed checksum file (no 64-digit hex SHA-256 first)")
+    return expected
+
+
 def validate_experiment_name(name: Any) -> str:
     """Experiment names are directory names: letters, digits, '_', '-', '.', no path parts."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
         raise ValueError(f"invalid experiment name {name!r}: use letters, digits, '_', '-', '.' "
                          "(no path separators, not starting with '.')")
     return name
@@ -194,6 +214,23 @@ def checkpoint_path(name: str, epoch: int, root: PathLike = "output") -> str:
 # --------------------------------------------------------------------------- config
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_finite_real(v: Any) -> bool:
+    """A JSON number (not bool) that is a finite float64 (a 400-digit int is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+#: Bounded repr for error messages: a config value may be a 4000-digit int or nested 1000 deep.
+_REPR = reprlib.Repr()
+_REPR.maxlong = 40
+_REPR.maxstring = 80
+_REPR.maxother = 80
 
 
 @dataclass
@@ -276,7 +313,7 @@ def parse_config(cfg: Any, *, root: PathLike = "output", source: str = "config")
 
     def want(key: str, ok: bool, what: str) -> None:
         if not ok:
-            raise ConfigError(f"{source}: {key} must be {what}, got {cfg.get(key)!r}")
+            raise ConfigError(f"{source}: {key} must be {what}, got {_REPR.repr(cfg.get(key))}")
 
     version = cfg.get("CONFIG_VERSION", 1)
     want("CONFIG_VERSION", _is_int(version) and version >= 1, "an int >= 1")
@@ -284,7 +321,7 @@ def parse_config(cfg: Any, *, root: PathLike = "output", source: str = "config")
         raise ConfigError(f"{source}: CONFIG_VERSION {version} is newer than this atheria_core supports "
                           f"({CONFIG_VERSION}); upgrade atheria_core")
     name = cfg["EXPERIMENT_NAME"]
-    want("EXPERIMENT_NAME", isinstance(name, str) and bool(_NAME_RE.match(name)) and ".." not in name,
+    want("EXPERIMENT_NAME", isinstance(name, str) and bool(_NAME_RE.fullmatch(name)) and ".." not in name,
          "a valid experiment name (letters, digits, '_', '-', '.')")
     arch = cfg["MODEL_ARCHITECTURE"]
     want("MODEL_ARCHITECTURE", isinstance(arch, str) and bool(arch.strip()), "a non-empty string")
@@ -294,14 +331,13 @@ def parse_config(cfg: Any, *, root: PathLike = "output", source: str = "config")
     if "hidden_channels" in params:
         hc = params["hidden_channels"]
         if not (_is_int(hc) and hc >= 1):
-            raise ConfigError(f"{source}: MODEL_PARAMS.hidden_channels must be an int >= 1, got {hc!r}")
+            raise ConfigError(f"{source}: MODEL_PARAMS.hidden_channels must be an int >= 1, got {_REPR.repr(hc)}")
     gtrain = cfg["GRID_SIZE_TRAINING"]
     want("GRID_SIZE_TRAINING", _is_int(gtrain) and gtrain >= 1, "an int >= 1")
     ginf = cfg.get("GRID_SIZE_INFERENCE", gtrain)
     want("GRID_SIZE_INFERENCE", _is_int(ginf) and ginf >= 1, "an int >= 1")
     gamma = cfg.get("GAMMA_DECAY", 0.0)
-    want("GAMMA_DECAY", isinstance(gamma, (int, float)) and not isinstance(gamma, bool)
-         and math.isfinite(gamma) and gamma >= 0, "a finite number >= 0")
+    want("GAMMA_DECAY", _is_finite_real(gamma) and gamma >= 0, "a finite number >= 0")
     mode = cfg.get("INITIAL_STATE_MODE_INFERENCE", "complex_noise")
     want("INITIAL_STATE_MODE_INFERENCE", mode in _INITIAL_MODES, f"one of {list(_INITIAL_MODES)}")
     native = cfg.get("USE_NATIVE_ENGINE", True)
@@ -338,21 +374,41 @@ def load_experiment_config(name: str, root: PathLike = "output") -> Experiment:
     if not os.path.isfile(path):
         raise ExperimentNotFoundError(f"experiment {name!r} has no config.json ({path})")
     try:
-        with open(path, "r", encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON (truncated or corrupt?): {exc}") from exc
-    exp = parse_config(cfg, root=root, source=path)
+    exp = parse_config_bytes(raw, root=root, source=path)
     if exp.name != name:
         logger.warning("%s: EXPERIMENT_NAME %r differs from the directory name %r; using %r",
                        path, exp.name, name, name)
         exp.extra.setdefault("ORIGINAL_EXPERIMENT_NAME", exp.name)
         exp.name = name
     return exp
+
+
+def parse_config_bytes(raw: bytes, *, root: PathLike = "output", source: str = "config.json") -> Experiment:
+    """Validates the bytes of a ``config.json``.  Every failure is a ConfigError naming ``source``:
+    too big, not UTF-8, not JSON, nested too deeply, an integer too long to convert, or a
+    missing / wrong-typed key (parse_config)."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: too large (more than {MAX_CONFIG_BYTES} bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {source}: not UTF-8 text: {exc}") from None
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source} is not valid JSON (truncated or corrupt?): {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: JSON nested too deeply") from None
+    except ValueError as exc:   # e.g. an integer literal beyond sys.get_int_max_str_digits()
+        raise ConfigError(f"{source}: invalid JSON value: {exc}") from None
+    try:
+        return parse_config(cfg, root=root, source=source)
+    except RecursionError:
+        raise ConfigError(f"{source}: JSON nested too deeply") from None
 
 
 #: alias
@@ -382,7 +438,7 @@ def list_checkpoints(name: str, root: PathLike = "output") -> List[Tuple[int, st
         return []
     out = []
     for fn in os.listdir(d):
-        m = _CKPT_RE.match(fn)
+        m = _CKPT_RE.fullmatch(fn)
         if m and os.path.isfile(os.path.join(d, fn)):
             out.append((int(m.group(1)), os.path.join(d, fn)))
     return sorted(out)

@@ -89,8 +89,9 @@ ath_status ath_vacuum_region(const ath_vacuum *vac, int64_t x0, int64_t y0, int6
     double strength;
     ath_status st = check_vacuum(vac, err);
     if (st != ATH_OK) return st;
-    if (x0 < -ATH_COORD_LIMIT || x1 > ATH_COORD_LIMIT || y0 < -ATH_COORD_LIMIT ||
-        y1 > ATH_COORD_LIMIT || z < -ATH_COORD_LIMIT || z > ATH_COORD_LIMIT)
+    /* half-open: an end may be one past the last addressable cell (the range is closed) */
+    if (x0 < -ATH_COORD_LIMIT || x1 > ATH_COORD_LIMIT + 1 || y0 < -ATH_COORD_LIMIT ||
+        y1 > ATH_COORD_LIMIT + 1 || z < -ATH_COORD_LIMIT || z > ATH_COORD_LIMIT)
         return ath_error_set(err, ATH_ERR_RANGE,
                              "vacuum_region: coordinates out of range (|c| <= 2**60)");
     if (x1 < x0 || y1 < y0)

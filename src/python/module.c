@@ -1,6 +1,6 @@
 /* atheria_core._core — the module object: types, module functions, NumPy init. */
 #define ATH_PY_MODULE_MAIN
-#include "ath_py.h"
+#include "convert.h"
 
 #ifndef ATH_VERSION
 #define ATH_VERSION "0.0.0"
@@ -13,15 +13,19 @@ static PyObject *mod_get_version(PyObject *self, PyObject *noargs) {
 }
 
 static PyObject *mod_set_num_threads(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"n", NULL};
-    int n;
+    /* num_threads= is the original module's name; n= the older one here */
+    static char *kwlist[] = {"num_threads", "n", NULL};
+    PyObject *onum = NULL, *on = NULL;
+    int64_t n;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "i:set_num_threads", kwlist, &n)) return NULL;
-    if (n < 1 || n > 4096) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: n must be in [1, 4096], got %d", n);
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$O:set_num_threads", kwlist, &onum, &on)) return NULL;
+    if ((onum == NULL) == (on == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "set_num_threads: expected the thread count (num_threads=), once");
         return NULL;
     }
-    ath_set_num_threads(n);
+    if (athpy_index(onum != NULL ? onum : on, "num_threads", 1, 4096, ATHPY_INT_RANGE_VALUE, &n) < 0)
+        return NULL;
+    ath_set_num_threads((int)n);
     Py_RETURN_NONE;
 }
 
@@ -39,16 +43,25 @@ static PyObject *mod_has_openmp(PyObject *self, PyObject *noargs) {
 
 static PyObject *mod_add(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"i", "j", NULL};
-    long long i, j;
+    PyObject *oi, *oj;
+    int64_t i, j, r;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LL:add", kwlist, &i, &j)) return NULL;
-    return PyLong_FromLongLong(i + j); /* original API: a smoke test of the binding */
+    /* original API: a smoke test of the binding, on int64 values; a sum
+     * outside int64 is an OverflowError, never a wrapped value */
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:add", kwlist, &oi, &oj)) return NULL;
+    if (athpy_index(oi, "i", INT64_MIN, INT64_MAX, ATHPY_INT_ALLOW_BOOL, &i) < 0 ||
+        athpy_index(oj, "j", INT64_MIN, INT64_MAX, ATHPY_INT_ALLOW_BOOL, &j) < 0)
+        return NULL;
+    if (__builtin_add_overflow(i, j, &r))
+        return PyErr_Format(PyExc_OverflowError, "add: %lld + %lld does not fit in a 64-bit integer", (long long)i,
+                            (long long)j);
+    return PyLong_FromLongLong((long long)r);
 }
 
 static PyMethodDef module_methods[] = {
     {"get_version", mod_get_version, METH_NOARGS, "get_version() -> str"},
     {"set_num_threads", (PyCFunction)(void (*)(void))mod_set_num_threads,
-     METH_VARARGS | METH_KEYWORDS, "set_num_threads(n): OpenMP threads used by the C engine."},
+     METH_VARARGS | METH_KEYWORDS, "set_num_threads(num_threads): OpenMP threads used by the C engine (n= is accepted too)."},
     {"get_max_threads", mod_get_max_threads, METH_NOARGS, "get_max_threads() -> int"},
     {"has_openmp", mod_has_openmp, METH_NOARGS, "has_openmp() -> bool: built with OpenMP."},
     {"add", (PyCFunction)(void (*)(void))mod_add, METH_VARARGS | METH_KEYWORDS,
@@ -81,6 +94,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         add_type(m, &AthPyHarmonicVacuum_Type, "HarmonicVacuum") < 0 ||
         add_type(m, &AthPyZeroModel_Type, "ZeroModel") < 0 ||
         add_type(m, &AthPyConvModel_Type, "ConvModel") < 0 ||
+        PyType_Ready(&AthPyEngineBase_Type) < 0 || /* the engines' base: not exported */
         add_type(m, &AthPyEngine_Type, "Engine") < 0 ||
         add_type(m, &AthPyDenseEngine_Type, "DenseEngine") < 0) {
         Py_DECREF(m);

@@ -1,8 +1,8 @@
 /* Coord3D: a mutable (x, y, z) integer lattice coordinate.
  *
  * The object layout is fixed: PyObject_HEAD then an ath_coord, because
- * athpy_parse_coord() (common.c) reads the coordinate directly. */
-#include "ath_py.h"
+ * athpy_coord_value() reads the coordinate directly. */
+#include "convert.h"
 
 typedef struct {
     PyObject_HEAD ath_coord c;
@@ -15,27 +15,15 @@ PyObject *athpy_coord_new(ath_coord c) {
     return (PyObject *)self;
 }
 
+ath_coord athpy_coord_value(PyObject *obj) { return ((AthPyCoord3D *)obj)->c; }
+
 /* Converts one component (an int or anything with __index__, not float). */
 static int coord_component(PyObject *obj, const char *name, int64_t *out) {
-    PyObject *idx;
-    long long v;
-    int overflow = 0;
-    if (PyFloat_Check(obj) || !PyIndex_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "Coord3D.%s: expected an int, got %s", name,
-                     Py_TYPE(obj)->tp_name);
+    if (obj == Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an int, got NoneType", name);
         return -1;
     }
-    idx = PyNumber_Index(obj);
-    if (idx == NULL) return -1;
-    v = PyLong_AsLongLongAndOverflow(idx, &overflow);
-    Py_DECREF(idx);
-    if (v == -1 && PyErr_Occurred()) return -1;
-    if (overflow || v > ATH_COORD_LIMIT || v < -ATH_COORD_LIMIT) {
-        PyErr_Format(PyExc_OverflowError, "Coord3D.%s: out of range (|%s| <= 2**60)", name, name);
-        return -1;
-    }
-    *out = (int64_t)v;
-    return 0;
+    return athpy_parse_z(obj, name, out);
 }
 
 static int coord_init(PyObject *op, PyObject *args, PyObject *kwargs) {
@@ -45,9 +33,9 @@ static int coord_init(PyObject *op, PyObject *args, PyObject *kwargs) {
     ath_coord c = {0, 0, 0};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOO:Coord3D", kwlist, &ox, &oy, &oz))
         return -1;
-    if ((ox != NULL && coord_component(ox, "x", &c.x) < 0) ||
-        (oy != NULL && coord_component(oy, "y", &c.y) < 0) ||
-        (oz != NULL && coord_component(oz, "z", &c.z) < 0))
+    if ((ox != NULL && coord_component(ox, "Coord3D.x", &c.x) < 0) ||
+        (oy != NULL && coord_component(oy, "Coord3D.y", &c.y) < 0) ||
+        (oz != NULL && coord_component(oz, "Coord3D.z", &c.z) < 0))
         return -1;
     self->c = c;
     return 0;
@@ -65,13 +53,14 @@ static PyObject *coord_get(PyObject *op, void *closure) {
 static int coord_set(PyObject *op, PyObject *value, void *closure) {
     AthPyCoord3D *self = (AthPyCoord3D *)op;
     static const char *const names[3] = {"x", "y", "z"};
+    static const char *const argnames[3] = {"Coord3D.x", "Coord3D.y", "Coord3D.z"};
     int which = (int)(intptr_t)closure;
     int64_t v;
     if (value == NULL) {
         PyErr_Format(PyExc_AttributeError, "Coord3D.%s cannot be deleted", names[which]);
         return -1;
     }
-    if (coord_component(value, names[which], &v) < 0) return -1;
+    if (coord_component(value, argnames[which], &v) < 0) return -1;
     if (which == 0)
         self->c.x = v;
     else if (which == 1)

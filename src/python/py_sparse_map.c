@@ -12,7 +12,7 @@
  *
  * d_state and the cmap pointer change only from "unknown" to set, and only
  * while the GIL is held, so reading them with the GIL held is safe. */
-#include "ath_py.h"
+#include "convert.h"
 
 #include "atheria/sparse_map.h"
 
@@ -38,26 +38,9 @@ static void sm_lock(AthPySparseMap *self) {
 
 static void sm_unlock(AthPySparseMap *self) { PyThread_release_lock(self->lock); }
 
-/* int key (anything with __index__, floats refused). */
+/* int key (anything with __index__, floats refused; True/False are 1/0 as in a dict). */
 static int parse_key(PyObject *obj, int64_t *out) {
-    long long v;
-    int overflow = 0;
-    PyObject *idx;
-    if (PyFloat_Check(obj) || !PyIndex_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "key: expected an int, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    idx = PyNumber_Index(obj);
-    if (idx == NULL) return -1;
-    v = PyLong_AsLongLongAndOverflow(idx, &overflow);
-    Py_DECREF(idx);
-    if (v == -1 && PyErr_Occurred()) return -1;
-    if (overflow) {
-        PyErr_SetString(PyExc_OverflowError, "key: out of the int64 range");
-        return -1;
-    }
-    *out = (int64_t)v;
-    return 0;
+    return athpy_index(obj, "key", INT64_MIN, INT64_MAX, ATHPY_INT_ALLOW_BOOL, out);
 }
 
 static int parse_value(PyObject *obj, double *out) {
@@ -79,36 +62,24 @@ static int parse_value(PyObject *obj, double *out) {
     return 0;
 }
 
-/* d_state implied by an array-like of states whose last axis is d (ndim
+/* d_state implied by a converted array of states whose last axis is d (ndim
  * dimensions expected).  Returns d >= 1, 0 for an empty batch, -1 on error. */
-static int64_t infer_d_state(PyObject *obj, int ndim, const char *argname) {
-    PyArrayObject *arr = (PyArrayObject *)PyArray_FROM_O(obj);
+static int64_t infer_d_state(PyArrayObject *arr, int ndim, const char *argname) {
     int64_t d;
     int t;
-    if (arr == NULL) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: expected a complex array-like", argname);
-        return -1;
-    }
     t = PyArray_TYPE(arr);
-    if (PyArray_SIZE(arr) == 0 && ndim == 2) {
-        Py_DECREF(arr);
-        return 0;
-    }
+    if (PyArray_SIZE(arr) == 0 && ndim == 2) return 0;
     if (!PyTypeNum_ISNUMBER(t) || PyTypeNum_ISBOOL(t)) {
         PyErr_Format(PyExc_TypeError, "%s: expected a numeric (complex) array-like, got dtype %R",
                      argname, (PyObject *)PyArray_DESCR(arr));
-        Py_DECREF(arr);
         return -1;
     }
     if (PyArray_NDIM(arr) != ndim) {
         PyErr_Format(PyExc_ValueError, "%s: expected %d dimension(s), got %d", argname, ndim,
                      PyArray_NDIM(arr));
-        Py_DECREF(arr);
         return -1;
     }
     d = (int64_t)PyArray_DIM(arr, ndim - 1);
-    Py_DECREF(arr);
     if (d < 1 || d > ATH_MAX_D_STATE) {
         PyErr_Format(PyExc_ValueError, "%s: d_state (last axis) must be in [1, %d], got %lld",
                      argname, ATH_MAX_D_STATE, (long long)d);
@@ -138,26 +109,8 @@ static PyObject *sm_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     ath_error err;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:SparseMap", kwlist, &od)) return NULL;
-    if (od != Py_None) {
-        long long v;
-        if (PyFloat_Check(od) || !PyIndex_Check(od)) {
-            PyErr_Format(PyExc_TypeError, "d_state: expected an int or None, got %s",
-                         Py_TYPE(od)->tp_name);
-            return NULL;
-        }
-        v = PyLong_AsLongLong(od);
-        if (v == -1 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
-            PyErr_Clear();
-            v = -1;
-        }
-        if (v < 1 || v > ATH_MAX_D_STATE) {
-            PyErr_Format(PyExc_ValueError, "d_state: must be in [1, %d] or None, got %R",
-                         ATH_MAX_D_STATE, od);
-            return NULL;
-        }
-        d = (int64_t)v;
-    }
+    if (od != Py_None && athpy_index(od, "d_state", 1, ATH_MAX_D_STATE, ATHPY_INT_RANGE_VALUE, &d) < 0)
+        return NULL;
     self = (AthPySparseMap *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     self->lock = PyThread_allocate_lock();
@@ -452,9 +405,9 @@ static ath_cellmap *target_map(AthPySparseMap *self, int64_t d, ath_cellmap **fr
 }
 
 static PyObject *sm_insert_tensor(PyObject *op, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"coord", "state", NULL};
+    static char *kwlist[] = {"coord", "tensor", "state", NULL};
     AthPySparseMap *self = (AthPySparseMap *)op;
-    PyObject *ocoord, *ostate;
+    PyObject *ocoord, *otensor = NULL, *ostate = NULL;
     PyArrayObject *arr;
     ath_cellmap *fresh = NULL, *target;
     ath_coord c;
@@ -462,18 +415,30 @@ static PyObject *sm_insert_tensor(PyObject *op, PyObject *args, PyObject *kwargs
     ath_error err;
     ath_status st = ATH_OK;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:insert_tensor", kwlist, &ocoord, &ostate))
+    /* insert_tensor(coord, tensor) as in the original module; state= is the older name */
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O$O:insert_tensor", kwlist, &ocoord, &otensor, &ostate))
         return NULL;
+    if ((otensor == NULL) == (ostate == NULL))
+        return PyErr_Format(PyExc_TypeError, "insert_tensor: expected the state as tensor= (or state=), once");
+    if (otensor == NULL) otensor = ostate;
     if (athpy_parse_coord(ocoord, "coord", &c) < 0) return NULL;
+    arr = athpy_complex_array(otensor, "state");
+    if (arr == NULL) return NULL;
+    /* d_state only after the conversions (they may run Python code) */
     sm_lock(self);
     d = self->d_state;
     sm_unlock(self);
     if (d <= 0) {
-        d = infer_d_state(ostate, 1, "state");
-        if (d < 0) return NULL;
+        d = infer_d_state(arr, 1, "state");
+        if (d < 0) {
+            Py_DECREF(arr);
+            return NULL;
+        }
     }
-    arr = athpy_states_array(ostate, "state", -1, (npy_intp)d);
-    if (arr == NULL) return NULL;
+    if (athpy_check_states(&arr, "state", -1, (npy_intp)d) < 0) {
+        Py_DECREF(arr);
+        return NULL;
+    }
     sm_lock(self);
     target = target_map(self, d, &fresh, &st, &err);
     if (target != NULL) {
@@ -596,18 +561,25 @@ static PyObject *sm_insert_many(PyObject *op, PyObject *args, PyObject *kwargs) 
         return NULL;
     coords = athpy_coords_array(ocoords, "coords");
     if (coords == NULL) return NULL;
+    states = athpy_complex_array(ostates, "states");
+    if (states == NULL) {
+        Py_DECREF(coords);
+        return NULL;
+    }
     n = PyArray_DIM(coords, 0);
     sm_lock(self);
     d = self->d_state;
     sm_unlock(self);
     if (d <= 0) {
-        d = infer_d_state(ostates, 2, "states");
+        d = infer_d_state(states, 2, "states");
         if (d < 0) {
             Py_DECREF(coords);
+            Py_DECREF(states);
             return NULL;
         }
         if (d == 0) { /* empty batch, d_state still unknown */
             Py_DECREF(coords);
+            Py_DECREF(states);
             if (n != 0) {
                 PyErr_Format(PyExc_ValueError,
                              "states: expected shape (%lld, d_state), got an empty array",
@@ -617,9 +589,9 @@ static PyObject *sm_insert_many(PyObject *op, PyObject *args, PyObject *kwargs) 
             Py_RETURN_NONE;
         }
     }
-    states = athpy_states_array(ostates, "states", n, (npy_intp)d);
-    if (states == NULL) {
+    if (athpy_check_states(&states, "states", n, (npy_intp)d) < 0) {
         Py_DECREF(coords);
+        Py_DECREF(states);
         return NULL;
     }
     if (n == 0) {
@@ -659,11 +631,14 @@ static PyObject *sm_get_many(PyObject *op, PyObject *args, PyObject *kwargs) {
     PyObject *ocoords, *res = NULL;
     PyArrayObject *coords, *states = NULL, *found = NULL;
     npy_intp n, dims[2];
-    int64_t d = self->d_state > 0 ? self->d_state : 0;
+    int64_t d;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:get_many", kwlist, &ocoords)) return NULL;
     coords = athpy_coords_array(ocoords, "coords");
     if (coords == NULL) return NULL;
+    /* d_state only after the conversion (it may run Python code that inserts
+     * the first cell); it cannot change once known */
+    d = self->d_state > 0 ? self->d_state : 0;
     n = PyArray_DIM(coords, 0);
     if (d > 0 && (int64_t)n > ATHPY_MAX_REGION_CELLS / d) {
         PyErr_Format(PyExc_ValueError, "coords: too many cells (%lld) for d_state %lld",
@@ -703,12 +678,12 @@ static PyObject *sm_cells(PyObject *op, PyObject *noargs) {
     npy_intp cdims[2], sdims[2];
     PyArrayObject *coords = NULL, *states = NULL;
     PyObject *res;
-    int64_t d = self->d_state > 0 ? self->d_state : 0;
+    int64_t d = 0;
     (void)noargs;
-    for (;;) { /* allocate outside the lock, copy under it if the size still matches */
+    for (;;) { /* allocate outside the lock, copy under it if the sizes still match */
         sm_lock(self);
         n = ath_cellmap_size(self->cmap);
-        if (coords != NULL && (size_t)PyArray_DIM(coords, 0) == n) {
+        if (coords != NULL && (size_t)PyArray_DIM(coords, 0) == n && self->d_state == d) {
             if (n > 0) {
                 memcpy(PyArray_DATA(coords), ath_cellmap_coords(self->cmap), n * sizeof(ath_coord));
                 memcpy(PyArray_DATA(states), ath_cellmap_states(self->cmap),
@@ -717,6 +692,7 @@ static PyObject *sm_cells(PyObject *op, PyObject *noargs) {
             sm_unlock(self);
             break;
         }
+        d = self->d_state > 0 ? self->d_state : 0; /* an allocation below may run a finaliser */
         sm_unlock(self);
         Py_XDECREF(coords);
         Py_XDECREF(states);
@@ -737,25 +713,40 @@ static PyObject *sm_cells(PyObject *op, PyObject *noargs) {
     return res;
 }
 
+/* ---- keyword forms of the one-argument methods (the fallback's signatures) ---- */
+
+#define ONE_ARG_KW(fn, impl, name, arg)                                                            \
+    static PyObject *fn(PyObject *op, PyObject *args, PyObject *kwargs) {                          \
+        static char *kwlist[] = {arg, NULL};                                                       \
+        PyObject *o;                                                                               \
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:" name, kwlist, &o)) return NULL;        \
+        return impl(op, o);                                                                        \
+    }
+ONE_ARG_KW(sm_contains_kw, sm_contains_key, "contains", "key")
+ONE_ARG_KW(sm_remove_kw, sm_remove, "remove", "key")
+ONE_ARG_KW(sm_contains_coord_kw, sm_contains_coord, "contains_coord", "coord")
+ONE_ARG_KW(sm_get_tensor_kw, sm_get_tensor, "get_tensor", "coord")
+ONE_ARG_KW(sm_remove_coord_kw, sm_remove_coord, "remove_coord", "coord")
+
 /* ---- type ---- */
 
 static PyMethodDef sm_methods[] = {
     {"insert", (PyCFunction)(void (*)(void))sm_insert, METH_VARARGS | METH_KEYWORDS,
      "insert(key, value): scalar map key (int) -> value (float)"},
-    {"contains", sm_contains_key, METH_O, "contains(key) -> bool (scalar map)"},
+    {"contains", (PyCFunction)(void (*)(void))sm_contains_kw, METH_VARARGS | METH_KEYWORDS, "contains(key) -> bool (scalar map)"},
     {"get", (PyCFunction)(void (*)(void))sm_get, METH_VARARGS | METH_KEYWORDS,
      "get(key, default_value=0.0) -> float (scalar map)"},
-    {"remove", sm_remove, METH_O, "remove(key) -> bool: True if the key was present"},
+    {"remove", (PyCFunction)(void (*)(void))sm_remove_kw, METH_VARARGS | METH_KEYWORDS, "remove(key) -> bool: True if the key was present"},
     {"clear", sm_clear, METH_NOARGS, "clear(): clears both the scalar and the cell maps"},
     {"size", sm_size, METH_NOARGS, "size() -> scalar entries + cells"},
     {"empty", sm_empty, METH_NOARGS, "empty() -> bool"},
     {"keys", sm_keys, METH_NOARGS, "keys() -> list of scalar keys"},
     {"values", sm_values, METH_NOARGS, "values() -> list of scalar values"},
     {"insert_tensor", (PyCFunction)(void (*)(void))sm_insert_tensor, METH_VARARGS | METH_KEYWORDS,
-     "insert_tensor(coord, state): stores a (d_state,) complex64 state"},
-    {"contains_coord", sm_contains_coord, METH_O, "contains_coord(coord) -> bool"},
-    {"get_tensor", sm_get_tensor, METH_O, "get_tensor(coord) -> (d_state,) complex64; KeyError if absent"},
-    {"remove_coord", sm_remove_coord, METH_O, "remove_coord(coord) -> bool"},
+     "insert_tensor(coord, tensor): stores a (d_state,) complex64 state (state= is accepted too)"},
+    {"contains_coord", (PyCFunction)(void (*)(void))sm_contains_coord_kw, METH_VARARGS | METH_KEYWORDS, "contains_coord(coord) -> bool"},
+    {"get_tensor", (PyCFunction)(void (*)(void))sm_get_tensor_kw, METH_VARARGS | METH_KEYWORDS, "get_tensor(coord) -> (d_state,) complex64; KeyError if absent"},
+    {"remove_coord", (PyCFunction)(void (*)(void))sm_remove_coord_kw, METH_VARARGS | METH_KEYWORDS, "remove_coord(coord) -> bool"},
     {"coord_keys", sm_coord_keys, METH_NOARGS, "coord_keys() -> list of Coord3D"},
     {"cell_count", sm_cell_count, METH_NOARGS, "cell_count() -> int"},
     {"insert_many", (PyCFunction)(void (*)(void))sm_insert_many, METH_VARARGS | METH_KEYWORDS,

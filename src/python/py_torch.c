@@ -380,47 +380,6 @@ static PyObject *py_aoti_load(PyObject *self, PyObject *args, PyObject *kwargs) 
     return capsule;
 }
 
-/* ------------------------------------------------------------ the registered loader
- *
- * Engine.load_model / DenseEngine.load_model do not decide how a file is
- * loaded: atheria_core._model_loader (the one owner of that decision)
- * registers a callable at import with _set_model_loader(), and load_model
- * calls it as loader(engine, path) -> model (anything set_model accepts).
- * The extension imports no Python module for this.  The reference is
- * guarded by the GIL. */
-static PyObject *g_model_loader = NULL;
-
-static PyObject *py_set_model_loader(PyObject *self, PyObject *loader) {
-    PyObject *old;
-    (void)self;
-    if (loader != Py_None && !PyCallable_Check(loader))
-        return PyErr_Format(PyExc_TypeError, "_set_model_loader: expected a callable or None, got %s",
-                            Py_TYPE(loader)->tp_name);
-    old = g_model_loader;
-    if (loader == Py_None) {
-        g_model_loader = NULL;
-    } else {
-        Py_INCREF(loader);
-        g_model_loader = loader;
-    }
-    Py_XDECREF(old);
-    Py_RETURN_NONE;
-}
-
-PyObject *athpy_model_load(PyObject *engine, PyObject *path) {
-    PyObject *loader = g_model_loader, *res;
-    if (loader == NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "no model loader registered (import atheria_core, which registers "
-                        "atheria_core._model_loader)");
-        return NULL;
-    }
-    Py_INCREF(loader); /* the loader may replace itself while running */
-    res = PyObject_CallFunctionObjArgs(loader, engine, path, NULL);
-    Py_DECREF(loader);
-    return res;
-}
-
 static PyObject *py_load_error_kinds(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
@@ -575,7 +534,7 @@ PyMethodDef athpy_torch_methods[] = {
      "zero_preserving=-1) -> capsule\n\n"
      "Loads an AOTInductor .pt2 package compiled for input_shape (1, C, H, W) through the shim\n"
      "(AOTIModelPackageLoader); memory_shape (B, Cm, Hm, Wm) for memory models (zero initial h, c)."},
-    {"_set_model_loader", py_set_model_loader, METH_O,
+    {"_set_model_loader", athpy_set_model_loader, METH_O,
      "_set_model_loader(loader) -> None: the callable loader(engine, path) -> model that\n"
      "Engine.load_model / DenseEngine.load_model use (registered by atheria_core._model_loader)."},
     {"_load_error_kinds", py_load_error_kinds, METH_NOARGS,

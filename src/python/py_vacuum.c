@@ -1,5 +1,5 @@
 /* HarmonicVacuum: the procedural vacuum of DESIGN §3.2 (immutable). */
-#include "ath_py.h"
+#include "convert.h"
 
 #include <math.h>
 
@@ -12,22 +12,9 @@ typedef struct {
 /* Releases the GIL for bulk work above this many complex values. */
 #define VACUUM_NOGIL_MIN 4096
 
+/* Any int64 (step, d_state before its range check). */
 static int parse_int64(PyObject *obj, const char *name, int64_t *out) {
-    long long v;
-    if (PyFloat_Check(obj) || !PyIndex_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an int, got %s", name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    v = PyLong_AsLongLong(obj);
-    if (v == -1 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_OverflowError, "%s: out of the int64 range", name);
-        }
-        return -1;
-    }
-    *out = (int64_t)v;
-    return 0;
+    return athpy_index(obj, name, INT64_MIN, INT64_MAX, 0, out);
 }
 
 static PyObject *vacuum_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
@@ -45,20 +32,9 @@ static PyObject *vacuum_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     if (parse_int64(od, "d_state", &d_state) < 0) return NULL;
     if (oseed != NULL) {
-        PyObject *idx;
-        if (PyFloat_Check(oseed) || !PyIndex_Check(oseed)) {
-            PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(oseed)->tp_name);
-            return NULL;
-        }
-        idx = PyNumber_Index(oseed);
-        if (idx == NULL) return NULL;
-        seed = PyLong_AsUnsignedLongLong(idx);
-        Py_DECREF(idx);
-        if (seed == (unsigned long long)-1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_OverflowError, "seed: must be in [0, 2**64)");
-            return NULL;
-        }
+        uint64_t u;
+        if (athpy_uint64(oseed, "seed", PyExc_OverflowError, &u) < 0) return NULL;
+        seed = (unsigned long long)u;
     }
     if (d_state < 1 || d_state > ATH_MAX_D_STATE) {
         PyErr_Format(PyExc_ValueError, "d_state: must be in [1, %d], got %lld", ATH_MAX_D_STATE,
@@ -115,13 +91,7 @@ static PyObject *vacuum_region(PyObject *op, PyObject *args, PyObject *kwargs) {
         return NULL;
     if (athpy_parse_roi(oroi, ATHPY_MAX_REGION_CELLS / self->vac.d_state, roi) < 0) return NULL;
     if (ostep != NULL && parse_int64(ostep, "step", &step) < 0) return NULL;
-    if (oz != NULL) {
-        if (parse_int64(oz, "z", &z) < 0) return NULL;
-        if (z > ATH_COORD_LIMIT || z < -ATH_COORD_LIMIT) {
-            PyErr_SetString(PyExc_OverflowError, "z: out of range (|z| <= 2**60)");
-            return NULL;
-        }
-    }
+    if (athpy_parse_z(oz, "z", &z) < 0) return NULL;
     dims[0] = (npy_intp)(roi[3] - roi[1]);
     dims[1] = (npy_intp)(roi[2] - roi[0]);
     dims[2] = (npy_intp)self->vac.d_state;

@@ -30,10 +30,16 @@ def get_version() -> str:
     return __version__
 
 
-def set_num_threads(n: int) -> None:
-    """Threads for the engine's parallel loops (stored only: the fallback is serial). n in [1, 4096]."""
+_MISSING = object()
+
+
+def set_num_threads(num_threads: int = _MISSING, *, n: int = _MISSING) -> None:  # type: ignore[assignment]
+    """Threads for the engine's parallel loops (stored only: the fallback is serial), in [1, 4096].
+    ``num_threads=`` is the original module's keyword; ``n=`` the older one here."""
     global _num_threads
-    _num_threads = as_int(n, "n", 1, 4096)
+    if (num_threads is _MISSING) == (n is _MISSING):
+        raise TypeError("set_num_threads: expected the thread count (num_threads=), once")
+    _num_threads = as_int(num_threads if n is _MISSING else n, "num_threads", 1, 4096)
 
 
 def get_max_threads() -> int:
@@ -50,7 +56,10 @@ def add(i: int, j: int) -> int:
     """i + j (binding smoke test of the original module); 64-bit integer arguments."""
     a = as_int(i, "i")
     b = as_int(j, "j")
-    return a + b
+    r = a + b
+    if not -(1 << 63) <= r < (1 << 63):   # as the C binding: never a wrapped or widened value
+        raise OverflowError(f"add: {a} + {b} does not fit in a 64-bit integer")
+    return r
 
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Argument validation shared by the pure-Python backend.
 
 Every helper raises ``TypeError`` / ``ValueError`` / ``OverflowError`` with a
-message that names the argument, mirroring the C extension (``src/python/common.c``).
+message that names the argument, mirroring the C extension (``src/python/convert.c``).
 """
 from __future__ import annotations
 
@@ -145,7 +145,12 @@ def parse_coord(obj: Any, name: str = "coord") -> Tuple[int, int, int]:
         if obj.ndim != 1:
             raise ValueError(f"{name}: expected 2 or 3 coordinates, got shape {obj.shape}")
         items = obj.tolist()
+    elif isinstance(obj, (set, frozenset, dict)) or not hasattr(obj, "__len__"):
+        # unordered, or possibly endless (generators): refused, as in C
+        raise TypeError(f"{name}: expected a Coord3D or a sequence of 2 or 3 ints, got {type(obj).__name__}")
     else:
+        if len(obj) not in (2, 3):
+            raise ValueError(f"{name}: expected 2 or 3 coordinates, got {len(obj)}")
         try:
             items = list(obj)
         except TypeError:
@@ -166,7 +171,7 @@ def coords_array(obj: Any, name: str = "coords") -> np.ndarray:
     N > 2**28 -> ValueError.  An empty list is an empty batch.
     """
     try:
-        arr = np.asarray(obj)
+        arr = np.asarray(host_array(obj))
     except OverflowError:
         raise OverflowError(f"{name}: coordinate component out of range (|c| <= 2**60)") from None
     except Exception:  # noqa: BLE001 - ragged lists, tensors with grad, ...
@@ -197,6 +202,31 @@ def coords_array(obj: Any, name: str = "coords") -> np.ndarray:
     return out
 
 
+def host_array(obj: Any) -> Any:
+    """A torch tensor as something NumPy converts exactly: detached, on the host, conj/neg
+    bits resolved, bfloat16 / complex32 widened to float32 / complex64 (exact).  Anything
+    else is returned as it is.  As ``athpy_host_array`` in src/python/convert.c."""
+    if isinstance(obj, np.ndarray) or not (hasattr(obj, "detach") and hasattr(obj, "cpu")
+                                           and hasattr(obj, "dtype")):
+        return obj
+    try:
+        t = obj.detach().cpu()
+        if hasattr(t, "resolve_conj"):
+            t = t.resolve_conj()
+        if hasattr(t, "resolve_neg"):
+            t = t.resolve_neg()
+        dt = str(t.dtype)
+        if dt == "torch.bfloat16":
+            t = t.float()
+        elif dt in ("torch.complex32", "torch.chalf"):
+            t = t.cfloat()
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception:  # noqa: BLE001 - reported as the argument's type error by the caller
+        raise TypeError(f"cannot copy the {type(obj).__name__} to the host") from None
+    return t
+
+
 def states_array(obj: Any, name: str, n: int, d: int) -> np.ndarray:
     """An array-like of complex values -> new C-contiguous complex64 array.
 
@@ -225,8 +255,10 @@ def to_complex64(obj: Any, name: str) -> np.ndarray:
     if isinstance(obj, np.ndarray) and (obj.dtype.kind not in "iufc"):
         raise TypeError(f"{name}: expected a numeric (complex) array, got dtype {obj.dtype}")
     try:
-        raw = np.asarray(obj)     # CPU torch tensors convert; one that requires grad does not
-    except Exception:  # noqa: BLE001 - ragged lists, tensors with grad / on a GPU
+        raw = np.asarray(host_array(obj))
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception:  # noqa: BLE001 - ragged lists, objects NumPy cannot convert
         raise TypeError(f"{name}: expected a numeric (complex) array-like") from None
     if raw.dtype.kind not in "iufcb":
         raise TypeError(f"{name}: expected a numeric (complex) array-like, got dtype {raw.dtype}")
@@ -259,7 +291,9 @@ def parse_roi(obj: Any, max_cells: int = MAX_REGION_CELLS) -> Tuple[int, int, in
             v = operator.index(it)
         except TypeError:
             raise TypeError("roi: values must be integers") from None
-        if v > COORD_LIMIT or v < -COORD_LIMIT:
+        # half-open: an end may be one past the last addressable cell (the range is closed)
+        hi = COORD_LIMIT if len(vals) < 2 else COORD_LIMIT + 1
+        if v > hi or v < -COORD_LIMIT:
             raise OverflowError("roi: coordinate component out of range (|c| <= 2**60)")
         vals.append(int(v))
     x0, y0, x1, y1 = vals

@@ -17,6 +17,7 @@ import numpy as np
 
 from ._args import (MAX_D_STATE, MAX_GRID_SIZE, MAX_REGION_CELLS, as_bool, as_choice, as_device, as_float,
                     as_int, as_seed, check_finite, parse_roi, to_complex64)
+from ._guard import guard_methods
 from .engine import ModelSlot
 from .models import ModelSpec, describe_model, model_output
 from .rule import apply_rule
@@ -30,8 +31,12 @@ logger = logging.getLogger("atheria_core._fallback")
 MAX_INPUT_FLOATS = 1 << 30
 
 
+@guard_methods(("set_model", "load_model", "step", "get_state", "set_state", "get_step_count", "clear",
+                "apply_tool", "compute_visualization"))
 class DenseEngine(ModelSlot):
     """Dense bounded universe of grid_size × grid_size cells, d_state channels each."""
+
+    _GUARD_NAME = "DenseEngine"
 
     def __init__(self, grid_size: int, d_state: int, device: str = "cpu", *,
                  gamma_decay: float = 0.0, unitary: bool = False, seed: int = 0,

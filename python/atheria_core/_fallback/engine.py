@@ -26,6 +26,7 @@ import numpy as np
 from ._args import (MAX_D_STATE, MAX_GRID_SIZE, MAX_PATCH, MAX_REGION_CELLS, COORD_LIMIT, as_bool, as_choice,
                     as_coord_int, as_device, as_float, as_int, as_seed, coords_array, parse_coord, parse_roi,
                     states_array)
+from ._guard import Guarded, guard_methods
 from .coord import KeyCodec, KeyIndex, morton_order, unique_rows
 from .models import ModelSpec, describe_model, model_output
 from .rule import apply_rule
@@ -48,7 +49,7 @@ def load_model_callable(engine: Any, path: Any) -> Any:
     return loader.load_for_engine(engine, path)
 
 
-class ModelSlot:
+class ModelSlot(Guarded):
     """``has_model`` / ``load_model`` / ``get_last_error``, shared by Engine and DenseEngine.
 
     The host class provides ``set_model``, ``_model``, ``_device`` and ``_last_error``."""
@@ -73,7 +74,7 @@ class ModelSlot:
             path = model_path
         try:
             model = load_model_callable(self, path)
-            self.set_model(model)
+            self._unguarded_set_model(model)  # type: ignore[attr-defined]  # load_model holds the guard
         except Exception as exc:  # noqa: BLE001 - the contract is "False + message"
             self._last_error = str(exc) or type(exc).__name__
             logger.warning("%s.load_model(%r) failed: %s", type(self).__name__, path, self._last_error)
@@ -86,6 +87,14 @@ class ModelSlot:
         return self._last_error
 
 
+#: Engine methods that run under the busy guard (as in the C extension).
+_ENGINE_GUARDED = ("set_model", "load_model", "step", "step_native", "add_particle", "add_particles",
+                   "get_state_at", "get_states", "matter", "get_active_coords", "get_matter_count",
+                   "get_step_count", "clear", "activate_neighborhood", "query_radius", "to_dense",
+                   "compute_visualization", "_stats")
+
+
+@guard_methods(_ENGINE_GUARDED)
 class Engine(ModelSlot):
     """Sparse universe: matter in a map, absent cells read as the background (DESIGN §3)."""
 
@@ -411,7 +420,7 @@ class Engine(ModelSlot):
         if k < 0:
             raise ValueError(f"step: n must be >= 0, got {k}")
         for _ in range(k):
-            self.step_native()
+            self._unguarded_step_native()  # type: ignore[attr-defined]  # step holds the guard
         return len(self._coords)
 
     def _stats(self) -> dict:
@@ -473,15 +482,7 @@ class Engine(ModelSlot):
         rad = as_int(radius, "radius")
         if rad < 0:
             raise ValueError(f"radius: must be >= 0, got {rad}")
-        if rad > (1 << 14):
-            raise ValueError(f"activate_neighborhood: radius {rad} is too large")
-        span = np.arange(-rad, rad + 1, dtype=np.int64)
-        dy, dx = np.meshgrid(span, span, indexing="ij")
-        cells = np.stack([dx.ravel() + cx, dy.ravel() + cy, np.full(dx.size, cz, dtype=np.int64)], axis=1)
-        if self._extent == "periodic":
-            np.mod(cells[:, :2], self._grid, out=cells[:, :2])
-        else:
-            cells = cells[self._in_window(cells)]
+        cells = self._neighborhood(cx, cy, cz, rad)
         cells = cells[np.all(np.abs(cells) <= COORD_LIMIT, axis=1)]
         if len(cells) == 0:
             return
@@ -494,6 +495,38 @@ class Engine(ModelSlot):
         cells = cells[absent]
         if len(cells):
             self._merge(cells, self._background_at(cells, self._step))
+
+    def _neighborhood(self, cx: int, cy: int, cz: int, rad: int) -> np.ndarray:
+        """The cells within Chebyshev ``rad`` of (cx, cy) that the extent lets exist, built
+        from the window ∩ radius box only, so that work is bounded by what is touched;
+        more than MAX_REGION_CELLS cells is a ValueError before any allocation."""
+        g = self._grid
+        if self._extent is None and rad > (1 << 14):
+            raise ValueError(f"activate_neighborhood: radius {rad} is too large for an unbounded universe "
+                             "(at most 2**14)")
+        if self._extent == "periodic" and 2 * rad + 1 >= g:
+            # the whole torus, in the order a full scan from -rad first meets each cell
+            xs = np.mod(np.arange(cx - rad, cx - rad + g, dtype=np.int64), g)
+            ys = np.mod(np.arange(cy - rad, cy - rad + g, dtype=np.int64), g)
+        elif self._extent == "periodic":
+            xs = np.mod(np.arange(cx - rad, cx + rad + 1, dtype=np.int64), g)
+            ys = np.mod(np.arange(cy - rad, cy + rad + 1, dtype=np.int64), g)
+        else:
+            lo_x, hi_x = max(cx - rad, -COORD_LIMIT), min(cx + rad, COORD_LIMIT)
+            lo_y, hi_y = max(cy - rad, -COORD_LIMIT), min(cy + rad, COORD_LIMIT)
+            if self._extent == "zero":
+                lo_x, hi_x, lo_y, hi_y = max(lo_x, 0), min(hi_x, g - 1), max(lo_y, 0), min(hi_y, g - 1)
+            nx, ny = max(hi_x - lo_x + 1, 0), max(hi_y - lo_y + 1, 0)
+            if nx * ny > MAX_REGION_CELLS:
+                raise ValueError(f"activate_neighborhood: radius {rad} touches {nx * ny} cells "
+                                 f"(max {MAX_REGION_CELLS} in one call)")
+            xs = np.arange(lo_x, hi_x + 1, dtype=np.int64)
+            ys = np.arange(lo_y, hi_y + 1, dtype=np.int64)
+        if len(xs) * len(ys) > MAX_REGION_CELLS:
+            raise ValueError(f"activate_neighborhood: radius {rad} touches {len(xs) * len(ys)} cells "
+                             f"(max {MAX_REGION_CELLS} in one call)")
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        return np.stack([xx.ravel(), yy.ravel(), np.full(xx.size, cz, dtype=np.int64)], axis=1)
 
     def query_radius(self, center: Any, radius: float) -> np.ndarray:
         """(N, 3) int64 matter coords with Euclidean distance <= radius (3-D), in Morton order."""

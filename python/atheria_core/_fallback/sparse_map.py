@@ -10,8 +10,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._args import MAX_D_STATE, MAX_REGION_CELLS, as_float, as_int, coords_array, parse_coord, states_array
+from ._args import (MAX_D_STATE, MAX_REGION_CELLS, as_float, as_int, coords_array, parse_coord, states_array,
+                    to_complex64)
 from .coord import Coord3D
+
+#: "argument not given" (None is not a state either, but gives a clearer error there)
+_MISSING: Any = object()
 
 Key3 = Tuple[int, int, int]
 
@@ -166,11 +170,15 @@ class SparseMap:
                 self._n += 1
             self._cstates[i] = s
 
-    def insert_tensor(self, coord: Any, state: Any) -> None:
-        """Inserts or overwrites the (d,) state of ``coord``."""
+    def insert_tensor(self, coord: Any, tensor: Any = _MISSING, *, state: Any = _MISSING) -> None:
+        """Inserts or overwrites the (d,) state of ``coord`` (``tensor=`` as in the original
+        module; ``state=`` is the older name)."""
+        if (tensor is _MISSING) == (state is _MISSING):
+            raise TypeError("insert_tensor: expected the state as tensor= (or state=), once")
+        state = tensor if state is _MISSING else state
         c = parse_coord(coord, "coord")
         if self._d is None:
-            arr = np.asarray(state) if not isinstance(state, np.ndarray) else state
+            arr = to_complex64(state, "state")
             if getattr(arr, "ndim", 0) != 1 or arr.shape[0] < 1:
                 raise ValueError(f"state: expected a 1-D array of d_state values, got shape {np.shape(arr)}")
             d = int(arr.shape[0])

@@ -24,6 +24,7 @@ def parse_params(action: Any, params: Optional[Dict[str, Any]], grid_size: int) 
         params = {}
     if not isinstance(params, dict):
         raise TypeError(f"params: expected a dict, got {type(params).__name__}")
+    params = dict(params)   # a private copy, as in C: a value's __float__ may change the caller's dict
     w = float(grid_size)
     vals: Dict[str, float] = {"x": w / 2.0, "y": w / 2.0, "radius": max(1.0, w / 8.0),
                               "strength": 1.0, "angle": 0.0}
