@@ -486,6 +486,10 @@ def _aoti_usable(meta: ModelMetadata, kind: str, d: int, grid: int, device: str,
                  ts_meta: Optional[ModelMetadata]) -> Optional[str]:
     """None if the package fits the engine, else why not."""
     import torch
+    try:
+        from torch._inductor import aoti_load_package  # noqa: F401
+    except ImportError:
+        return f"torch {torch.__version__} has no AOTInductor package loader (torch >= 2.6 needed)"
     if kind != "dense":
         return "the sparse Engine evaluates tiles of varying size; a .pt2 package has one input shape"
     if meta.input_shape != (1, 2 * d, grid, grid):
@@ -560,7 +564,15 @@ def select_model(engine: Any, path: Any) -> Tuple[Any, LoadReport]:
     else:
         pt2 = aoti_path_for(path, grid)
         if not os.path.isfile(pt2):
-            skip.append(("aoti", f"no package {os.path.basename(pt2)} (export_model(..., aoti=True) writes it)"))
+            why = f"no package {os.path.basename(pt2)} (export_model(..., aoti=True) writes it)"
+            try:
+                from .export import aoti_unavailable_reason
+                cannot = aoti_unavailable_reason()
+            except ImportError as exc:  # no torch
+                cannot = f"torch is not importable ({exc})"
+            if cannot:
+                why += f", and none can be compiled here: {cannot}"
+            skip.append(("aoti", why))
         else:
             try:
                 pmeta = read_metadata(pt2)

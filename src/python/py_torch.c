@@ -20,6 +20,10 @@
  *   _model_forward(capsule, batch, want_center=False) -> ndarray
  *   _model_memory(capsule, op) with op in "commit", "discard", "reset"
  *   _model_info(capsule) -> dict
+ *   _torch_load2(..., optimize=True, probe_shape=None) -> (capsule, optimized, note)
+ *   _aoti_load(shim_path, model_path, device, input_shape, memory_shape=None, ...) -> capsule
+ *   _load_error_kinds() -> ((kind, exception type name), ...)   (atheria/load_error.h)
+ *   _set_model_loader(loader)   (model_load.c: what Engine.load_model calls)
  */
 #include "ath_py.h"
 
