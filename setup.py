@@ -100,8 +100,9 @@ def torch_shim_extension() -> Extension | None:
         ldflags += SANITIZER_FLAGS
     return Extension(
         "atheria_core._torch_shim",
-        sources=["src/torch/torch_shim.cpp"],
-        depends=["include/atheria/torch_shim.h", "include/atheria/model.h", "include/atheria/common.h"],
+        sources=["src/torch/torch_shim.cpp", "src/torch/aoti_model.cpp"],
+        depends=["include/atheria/torch_shim.h", "include/atheria/model.h", "include/atheria/common.h",
+                 "include/atheria/load_error.h"],
         include_dirs=["include"],
         library_dirs=lib_dirs,
         libraries=["c10", "torch", "torch_cpu"],

@@ -93,6 +93,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--root", default=os.path.join(ROOT, "output"), help="experiments root")
     ap.add_argument("--tol", type=float, default=1e-4, help="max |Δψ| allowed in item 6")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aoti", action="store_true",
+                    help="also compile an AOTInductor .pt2 package for the grid size (cached; the loader prefers it)")
     ap.add_argument("--max-slowdown", type=float, default=1.10,
                     help="item 7 passes if native ms/step <= this x Python's (default 1.10: noise margin)")
     ap.add_argument("--save-frames", metavar="DIR", default=None,
@@ -124,7 +126,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     import torch
     from atheria_core import experiments as exps
-    from atheria_core.export import export_model_to_jit
+    from atheria_core.export import export_model
     from atheria_core.motor import AetheriaMotor
     from atheria_core.wrapper import NativeEngineWrapper
 
@@ -134,10 +136,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         exp = exps.load_experiment_config(args.experiment, args.root)
         t0 = time.perf_counter()
-        jit_path = export_model_to_jit(exp, device="cpu")
+        exported = export_model(exp, device="cpu", aoti=args.aoti)
+        jit_path = exported.jit_path
+        pt2 = (f"; .pt2 package {os.path.basename(exported.pt2_path)} (compile "
+               f"{exported.compile_seconds:.1f} s{', cached' if not exported.compile_seconds else ''})"
+               if exported.pt2_path else f"; no .pt2 package ({exported.aoti_skipped})")
         check.item(2, "model exported to TorchScript", os.path.isfile(jit_path),
                    f"{os.path.relpath(jit_path, ROOT)} ({os.path.getsize(jit_path) / 1024:.0f} KiB, "
-                   f"{(time.perf_counter() - t0):.2f} s, architecture {exp.architecture})")
+                   f"{(time.perf_counter() - t0):.2f} s, architecture {exp.architecture}){pt2}")
     except Exception as exc:  # noqa: BLE001
         check.item(2, "model exported to TorchScript", False, f"{type(exc).__name__}: {exc}")
         return 1
@@ -148,9 +154,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     t0 = time.perf_counter()
     loaded = wrapper.load_model(jit_path)
     routes = {"builtin-conv": "the built-in C conv stack (weights read from the TorchScript file)",
-              "shim": "the LibTorch shim", "python": "the Python TorchScript route",
-              "python-backend": "the pure-Python backend"}
-    route = routes.get(wrapper.model_route or "", str(wrapper.model_route))
+              "aoti-shim": "the AOTInductor package in the LibTorch shim",
+              "aoti-python": "the AOTInductor package through torch._inductor (no shim)",
+              "torchscript-shim": "TorchScript in the LibTorch shim",
+              "torchscript-python": "TorchScript through the Python route"}
+    route = f"route {wrapper.model_route}: " + routes.get(wrapper.model_route or "", "?")
+    report = getattr(wrapper, "model_report", None)
+    if report is not None:
+        if report.note:
+            route += f" ({report.note})"
+        if report.skipped:
+            route += "; skipped " + "; ".join(f"{r}: {why}" for r, why in report.skipped)
     if not check.item(3, "native engine loads the model", loaded,
                       f"{wrapper.engine_kind} engine via {route}, {1e3 * (time.perf_counter() - t0):.0f} ms"
                       if loaded else f"error: {wrapper.last_error}"):

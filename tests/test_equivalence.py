@@ -179,11 +179,12 @@ def test_local_conv_file_runs_as_builtin_conv_and_matches(demo_root, monkeypatch
     with the same results as the TorchScript forward and as AetheriaMotor."""
     exp, jit, meta, model = _setup(demo_root, "DEMO_LOCAL_CONV")
     assert meta["native_equivalent"]["kind"] == "conv_stack"
-    chosen, route = _model_loader.select_native_model(jit, "cpu")
-    assert route == "builtin-conv" and isinstance(chosen, ac.ConvModel)
+    probe = ac.DenseEngine(exp.grid_size_inference, exp.d_state)
+    chosen, report = _model_loader.select_model(probe, jit)
+    assert report.route == "builtin-conv" and isinstance(chosen, ac.ConvModel)
     monkeypatch.setenv("ATHERIA_NATIVE_CONV", "0")
-    _, other = _model_loader.select_native_model(jit, "cpu")
-    assert other in ("shim", "python")
+    _, other = _model_loader.select_model(probe, jit)
+    assert other.route in ("torchscript-shim", "torchscript-python")
     monkeypatch.delenv("ATHERIA_NATIVE_CONV")
     g, d = exp.grid_size_inference, exp.d_state
     builtin = ac.DenseEngine(g, d)
@@ -204,7 +205,7 @@ def test_native_conv_refuses_a_mismatching_file(demo_root, tmp_path):
     import zipfile
 
     exp, jit, meta, _ = _setup(demo_root, "DEMO_UNET")
-    fake = dict(meta, native_equivalent={"kind": "conv_stack", "activation": "relu", "n_layers": 2,
+    fake = dict(meta.raw, native_equivalent={"kind": "conv_stack", "activation": "relu", "n_layers": 2,
                                          "bias": False})
     path = tmp_path / "lying.pt"
     with zipfile.ZipFile(jit) as src, zipfile.ZipFile(path, "w") as dst:
@@ -213,6 +214,6 @@ def test_native_conv_refuses_a_mismatching_file(demo_root, tmp_path):
             if item.filename.endswith("/extra/atheria_meta.json"):
                 data = json.dumps(fake).encode()
             dst.writestr(item, data)
-    assert _model_loader.native_conv_model(str(path), fake) is None
-    _, route = _model_loader.select_native_model(str(path), "cpu")
-    assert route in ("shim", "python")
+    assert _model_loader.native_conv_model(str(path), _model_loader.read_metadata(str(path))) is None
+    _, report = _model_loader.select_model(ac.DenseEngine(exp.grid_size_inference, exp.d_state), str(path))
+    assert report.route in ("torchscript-shim", "torchscript-python")

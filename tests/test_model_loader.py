@@ -1,4 +1,5 @@
-"""atheria_core._model_loader: the Python route of load_model (docs/torchscript.md)."""
+"""atheria_core._model_loader / _metadata: the one metadata reader, the Python routes and the
+load_model contract on both backends (docs/torchscript.md)."""
 from __future__ import annotations
 
 import json
@@ -117,19 +118,21 @@ def _rewrite_meta(src, dst, meta_text):
 def test_bad_and_newer_metadata(tmp_path, files):
     meta = L.read_metadata(files["unet"])
     p = tmp_path / "v2.pt"
-    _rewrite_meta(files["unet"], p, json.dumps(dict(meta, version=2)))
+    _rewrite_meta(files["unet"], p, json.dumps(dict(meta.raw, version=2)))
     _err(p, "incompatible")
     p = tmp_path / "badjson.pt"
     _rewrite_meta(files["unet"], p, "{not json")
     _err(p, "bad_metadata")
     p = tmp_path / "fmt.pt"
-    _rewrite_meta(files["unet"], p, json.dumps(dict(meta, format="other")))
+    _rewrite_meta(files["unet"], p, json.dumps(dict(meta.raw, format="other")))
     _err(p, "bad_metadata")
 
 
 def test_read_metadata(files, tmp_path):
     meta = L.read_metadata(files["local"])
-    assert meta["architecture"] == "LOCAL_CONV" and meta["receptive_radius"] == 2 and meta["zero_preserving"]
+    assert meta.architecture == "LOCAL_CONV" and meta.receptive_radius == 2 and meta.zero_preserving is True
+    assert meta["architecture"] == "LOCAL_CONV"          # the raw JSON stays readable
+    assert meta.native_equivalent is not None and meta.native_equivalent.n_layers >= 1
     assert L.read_metadata(files["plain"]) is None
     with pytest.raises(L.ModelNotFoundError):
         L.read_metadata(str(tmp_path / "x.pt"))
@@ -207,7 +210,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {os.path.join(ROOT, 'python')!r})
 from atheria_core import _model_loader as L
-assert L.read_metadata({files['local']!r})["receptive_radius"] == 2
+assert L.read_metadata({files['local']!r}).receptive_radius == 2
 try:
     L.load_model_for_engine({files['local']!r})
 except L.ModelLoadError as e:
@@ -216,3 +219,147 @@ except L.ModelLoadError as e:
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr
+
+
+# --------------------------------------------------------------------------- hardening (issue 7, defect 7)
+def _meta_err(path, kind):
+    """read_metadata and load_model_for_engine both refuse the file as '<file>: <cause>'."""
+    for fn in (L.read_metadata, L.load_model_for_engine):
+        with pytest.raises(L.ModelLoadError) as ei:
+            fn(str(path))
+        assert ei.value.kind == kind, str(ei.value)
+        assert str(ei.value).startswith(f"cannot load model {path}: "), str(ei.value)
+    return str(ei.value)
+
+
+def test_deeply_nested_and_huge_integer_metadata(tmp_path, files):
+    meta = L.read_metadata(files["unet"]).raw
+    p = tmp_path / "deep.pt"
+    _rewrite_meta(files["unet"], p, json.dumps(dict(meta, x="_")).replace('"_"', "[" * 100000 + "]" * 100000))
+    assert "nests deeper" in _meta_err(p, "bad_metadata")
+    p = tmp_path / "bigint.pt"
+    _rewrite_meta(files["unet"], p, json.dumps(dict(meta, d_state=0)).replace('"d_state": 0', '"d_state": ' + "9" * 5000))
+    assert "digits" in _meta_err(p, "bad_metadata")
+    p = tmp_path / "bigd.pt"
+    _rewrite_meta(files["unet"], p, json.dumps(dict(meta, d_state=10 ** 12)))
+    assert "d_state" in _meta_err(p, "bad_metadata")
+
+
+@pytest.mark.parametrize("value", ["conv", 3, [1], {"kind": "conv_stack", "n_layers": "2"},
+                                   {"kind": "conv_stack", "n_layers": 2, "bias": "no"},
+                                   {"kind": "conv_stack", "n_layers": 2, "activation": 7}])
+def test_wrong_typed_native_equivalent(tmp_path, files, value):
+    p = tmp_path / "ne.pt"
+    _rewrite_meta(files["local"], p, json.dumps(dict(L.read_metadata(files["local"]).raw, native_equivalent=value)))
+    assert "native_equivalent" in _meta_err(p, "bad_metadata")
+
+
+@pytest.mark.parametrize("key,value", [("has_memory", "yes"), ("receptive_radius", -3), ("unitary", 1),
+                                       ("architecture", 5), ("zero_preserving", "true")])
+def test_wrong_typed_fields(tmp_path, files, key, value):
+    p = tmp_path / "f.pt"
+    _rewrite_meta(files["unet"], p, json.dumps(dict(L.read_metadata(files["unet"]).raw, **{key: value})))
+    assert key in _meta_err(p, "bad_metadata")
+
+
+def test_non_utf8_metadata_and_code(tmp_path, files):
+    p = tmp_path / "latin.pt"
+    with zipfile.ZipFile(files["unet"]) as zin, zipfile.ZipFile(p, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("/extra/atheria_meta.json"):
+                data = data.replace(b'"UNET"', b'"UN\xe9T"'.decode("unicode_escape").encode("latin-1"))
+            zout.writestr(info, data)
+    assert "UTF-8" in _meta_err(p, "bad_metadata")
+    q = tmp_path / "code.pt"
+    with zipfile.ZipFile(files["unet"]) as zin, zipfile.ZipFile(q, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if "/code/" in info.filename and info.filename.endswith(".py"):
+                data = b"\xff\xfe\xfa" + data
+            zout.writestr(info, data)
+    with pytest.raises(L.ModelLoadError) as ei:
+        L.load_model_for_engine(str(q))
+    assert ei.value.kind == "corrupt" and str(q) in str(ei.value)
+
+
+def test_metadata_member_size_is_capped(tmp_path, files):
+    """A member that inflates to 300 MB is refused after reading at most the cap (RSS stays small)."""
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(files["unet"]) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            if info.filename.endswith("/extra/atheria_meta.json"):
+                with zout.open(info.filename, "w", force_zip64=True) as fh:
+                    chunk = b" " * (1 << 20)
+                    fh.write(b"{")
+                    for _ in range(300):
+                        fh.write(chunk)
+                    fh.write(b"}")
+            else:
+                zout.writestr(info, zin.read(info))
+    assert os.path.getsize(bomb) < 3 * (1 << 20)
+    code = f"""
+import resource, sys
+sys.path.insert(0, {os.path.join(ROOT, 'python')!r})
+from atheria_core import _metadata as M
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    M.read_metadata({str(bomb)!r})
+except M.ModelLoadError as e:
+    assert e.kind == "bad_metadata" and "limit" in str(e), e
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print("GROWTH_KB", after - before)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    growth_kb = int(out.stdout.split("GROWTH_KB")[1])
+    assert growth_kb < 64 * 1024, growth_kb          # far below the 300 MB the member inflates to
+
+
+def test_error_kinds_are_the_c_table():
+    from atheria_core import _core, _metadata as M
+    table = tuple(tuple(r) for r in _core._load_error_kinds())
+    assert table == M._ERROR_TABLE_COPY
+    assert set(L.ERROR_KINDS) == {k for k, _ in table} - {"ok"}
+    import builtins
+    for _, exc in table:
+        assert issubclass(getattr(builtins, exc), BaseException)
+
+
+@pytest.mark.filterwarnings("ignore:Engine.*receptive radius:RuntimeWarning")
+def test_load_model_keyword_and_mismatch_on_both_backends(ac, files):
+    e = ac.DenseEngine(8, 2)
+    assert e.load_model(model_path=files["unet"]) is True and e.get_last_error() == ""
+    assert e.load_model(path=files["unet"]) is True
+    with pytest.raises(TypeError):
+        e.load_model()
+    with pytest.raises(TypeError):
+        e.load_model(files["unet"], model_path=files["unet"])
+    s = ac.Engine(2, grid_size=8, extent="zero")
+    assert s.load_model(model_path=files["local"]) is True
+    wrong = ac.DenseEngine(8, 3)
+    assert wrong.load_model(model_path=files["unet"]) is False
+    msg = wrong.get_last_error()
+    assert msg.startswith(f"cannot load model {files['unet']}: ") and "d_state 2" in msg and "3" in msg
+    assert not wrong.has_model()
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
+def test_load_model_does_not_swallow_interrupts(ac, files, monkeypatch, exc):
+    def boom(engine, path):
+        raise exc()
+    monkeypatch.setattr(L, "select_model", boom)
+    e = ac.DenseEngine(8, 2)
+    with pytest.raises(exc):
+        e.load_model(files["unet"])
+    assert not e.has_model()
+
+
+def test_load_model_error_names_file_and_cause_for_every_route_failure(ac, tmp_path):
+    e = ac.DenseEngine(8, 2)
+    p = tmp_path / "junk.pt"
+    p.write_bytes(b"junk")
+    assert e.load_model(str(p)) is False
+    assert str(p) in e.get_last_error() and "not a zip" in e.get_last_error()
+    assert e.load_model(str(tmp_path / "none.pt")) is False
+    assert e.get_last_error() == f"JIT model not found: {tmp_path / 'none.pt'}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import zipfile
 
@@ -28,6 +29,7 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning"),
 ]
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D_STATE = 2
 C = 2 * D_STATE
 TOL = 1e-6
@@ -168,7 +170,7 @@ def test_shim_discovery():
     p = ts.shim_path()
     assert p is not None and os.path.isfile(p) and "_torch_shim" in os.path.basename(p)
     info = _core._torch_shim_info(p)
-    assert info["abi_version"] == 1
+    assert info["abi_version"] == 2
     assert info["torch_version"] == torch.__version__.split("+")[0]
     assert ts.cuda_available() == torch.cuda.is_available()
     assert ts.unavailable_reason() is None
@@ -193,20 +195,19 @@ def test_bad_shim_path(tmp_path):
     with pytest.raises(OSError, match="lacks the symbol"):
         _core._torch_shim_info(_core.__file__)
     # the real shim still works afterwards
-    assert _core._torch_shim_info(ts.shim_path())["abi_version"] == 1
+    assert _core._torch_shim_info(ts.shim_path())["abi_version"] == 2
 
 
-def test_read_metadata(files):
-    m = ts.read_metadata(files["lstm"])
-    assert m["has_memory"] is True and m["d_state"] == D_STATE
-    assert ts.read_metadata(files["conv_traced_nometa"]) is None
-    assert ts.read_metadata(files["text"]) is None
-    assert ts.read_metadata(files["missing"]) is None
-    assert ts.load_args_from_metadata(m) == {"has_memory": 1, "receptive_radius": -1, "zero_preserving": 0,
-                                             "channels": C}
-    assert ts.load_args_from_metadata(None)["has_memory"] == -1
-    args = ts.load_args_from_metadata(json.loads(meta(receptive_radius=2, zero_preserving=None)))
-    assert args == {"has_memory": 0, "receptive_radius": 2, "zero_preserving": -1, "channels": C}
+def test_shim_load_args_come_from_the_one_metadata_reader(files):
+    from atheria_core._metadata import ModelLoadError, read_metadata
+    m = read_metadata(files["lstm"])
+    assert m.has_memory is True and m.d_state == D_STATE
+    assert read_metadata(files["conv_traced_nometa"]) is None
+    assert m.load_args() == {"has_memory": 1, "receptive_radius": -1, "zero_preserving": 0, "channels": C}
+    for bad in ("text", "missing"):                 # the reader is strict: no silent None
+        with pytest.raises(ModelLoadError):
+            read_metadata(files[bad])
+    assert not hasattr(ts, "read_metadata")          # one reader only
 
 
 # --------------------------------------------------------------------------- stateless forward
@@ -589,3 +590,65 @@ def test_sparse_engine_with_shim_model_equals_python_callable(files):
         cb, sb = _sorted_matter(b)
         np.testing.assert_array_equal(ca, cb)
         assert np.max(np.abs(sa - sb)) <= TOL
+
+
+# --------------------------------------------------------------------------- install path (no shim built)
+def _package_copy(tmp_path, with_sources):
+    """A copy of this package without the built shim; with_sources: src/ and include/ next to it,
+    as in an editable install."""
+    import shutil
+    root = tmp_path / "checkout"
+    shutil.copytree(os.path.join(ROOT, "python", "atheria_core"), root / "python" / "atheria_core",
+                    ignore=shutil.ignore_patterns("_torch_shim*", "__pycache__"))
+    if with_sources:
+        shutil.copytree(os.path.join(ROOT, "src", "torch"), root / "src" / "torch")
+        shutil.copytree(os.path.join(ROOT, "include"), root / "include")
+    return root
+
+
+_LOAD_SCRIPT = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+import atheria_core as ac
+from atheria_core import _torch_support as TS
+e = ac.DenseEngine(8, {d})
+assert e.load_model({path!r}), e.get_last_error()
+print("SHIM", TS.shim_path())
+"""
+
+
+def _run_copy(root, files, env_extra, timeout=120):
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=str(root / "python"), ATHERIA_CACHE_DIR=str(root / "cache"), **env_extra)
+    code = _LOAD_SCRIPT.format(d=D_STATE, path=files["conv_scripted"])
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=str(root))
+
+
+@pytest.mark.parametrize("case", ["no_sources", "build_disabled", "no_toolchain"])
+def test_without_shim_the_python_route_runs_and_logs_why(tmp_path, files, case):
+    root = _package_copy(tmp_path, with_sources=case != "no_sources")
+    env = {"ATHERIA_BUILD_SHIM": "0"} if case == "build_disabled" else {}
+    if case == "no_toolchain":
+        env["PATH"] = str(tmp_path / "empty-bin")          # no ninja, no c++ on PATH
+        env["CXX"] = "no-such-compiler"
+    out = _run_copy(root, files, env)
+    assert out.returncode == 0, out.stderr
+    assert "SHIM None" in out.stdout
+    log = out.stderr
+    assert "route torchscript-python" in log and "LibTorch shim unavailable" in log
+    want = {"no_sources": "sources are not next to this package", "build_disabled": "ATHERIA_BUILD_SHIM=0",
+            "no_toolchain": "not installed"}[case]
+    assert want in log or (case == "no_toolchain" and "no C++ compiler" in log), log
+
+
+@pytest.mark.skipif(os.environ.get("ATHERIA_TEST_SHIM_BUILD") != "1",
+                    reason="compiles the shim (1-2 min); set ATHERIA_TEST_SHIM_BUILD=1")
+def test_first_load_builds_and_caches_the_shim(tmp_path, files):
+    root = _package_copy(tmp_path, with_sources=True)
+    out = _run_copy(root, files, {}, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert "built the LibTorch shim" in out.stderr and "route torchscript-shim" in out.stderr
+    assert f"SHIM {root / 'cache'}" in out.stdout
+    again = _run_copy(root, files, {}, timeout=300)      # cached: no rebuild
+    assert again.returncode == 0 and "route torchscript-shim" in again.stderr

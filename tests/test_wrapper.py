@@ -193,10 +193,10 @@ def test_factory_falls_back_when_export_fails(demo_root, caplog, monkeypatch):
 
 
 def test_factory_falls_back_when_native_load_fails(demo_root, caplog, monkeypatch):
-    def refuse(path, device="cpu"):
+    def refuse(engine, path):
         raise _model_loader.ModelLoadError(f"{path}: incompatible TorchScript version (test)")
 
-    monkeypatch.setattr(_model_loader, "select_native_model", refuse)
+    monkeypatch.setattr(_model_loader, "select_model", refuse)
     caplog.set_level(logging.INFO, logger="atheria_core")
     motor = create_motor("DEMO_UNET", root=demo_root)
     assert isinstance(motor, AetheriaMotor)

@@ -20,6 +20,7 @@
 #define ATHERIA_TORCH_SHIM_H
 
 #include "atheria/common.h"
+#include "atheria/load_error.h"
 #include "atheria/model.h"
 
 #ifdef __cplusplus
@@ -34,44 +35,12 @@ extern "C" {
 
 /* Bumped whenever a signature below or the meaning of an argument changes.
  * A loader compiled against another value must refuse the shim. */
-#define ATH_TORCH_SHIM_ABI_VERSION 1
+#define ATH_TORCH_SHIM_ABI_VERSION 2
 
-/* Why a load failed (the message in ath_error says it in words).  The names
- * (ath_torch_load_error_name) are the `kind`s of the Python route's
- * ModelLoadError (atheria_core._model_loader.ERROR_KINDS), so both routes
- * report a bad file the same way. */
-typedef enum ath_torch_load_error {
-    ATH_TORCH_LOAD_OK = 0,
-    ATH_TORCH_LOAD_MISSING_FILE,         /* "not_found": no such file                     -> ATH_ERR_IO      */
-    ATH_TORCH_LOAD_UNREADABLE,           /* "not_a_file": a directory, no permission, ... -> ATH_ERR_IO      */
-    ATH_TORCH_LOAD_NOT_ZIP,              /* "not_zip": not a zip archive (not TorchScript) -> ATH_ERR_IO     */
-    ATH_TORCH_LOAD_NOT_TORCHSCRIPT,      /* "not_torchscript": a zip without TorchScript code -> ATH_ERR_IO  */
-    ATH_TORCH_LOAD_CORRUPT,              /* "corrupt": truncated / damaged archive or records -> ATH_ERR_IO  */
-    ATH_TORCH_LOAD_INCOMPATIBLE_VERSION, /* "incompatible": newer file format / unknown operators -> ATH_ERR_IO */
-    ATH_TORCH_LOAD_CUDA_UNAVAILABLE,     /* "cuda_unavailable": device cuda without CUDA  -> ATH_ERR_MODEL   */
-    ATH_TORCH_LOAD_BAD_DEVICE,           /* "bad_device": invalid or not cpu/cuda         -> ATH_ERR_INVALID */
-    ATH_TORCH_LOAD_BAD_MODEL,            /* "bad_model": loaded, but not the file contract -> ATH_ERR_MODEL  */
-    ATH_TORCH_LOAD_NOMEM,                /* "out_of_memory"                               -> ATH_ERR_NOMEM   */
-    ATH_TORCH_LOAD_OTHER                 /* "other": anything else LibTorch reported      -> ATH_ERR_MODEL   */
-} ath_torch_load_error;
-
-/* Stable name of a load error kind ("not_found", ...). */
-static inline const char *ath_torch_load_error_name(int kind) {
-    switch (kind) {
-    case ATH_TORCH_LOAD_OK: return "ok";
-    case ATH_TORCH_LOAD_MISSING_FILE: return "not_found";
-    case ATH_TORCH_LOAD_UNREADABLE: return "not_a_file";
-    case ATH_TORCH_LOAD_NOT_ZIP: return "not_zip";
-    case ATH_TORCH_LOAD_NOT_TORCHSCRIPT: return "not_torchscript";
-    case ATH_TORCH_LOAD_CORRUPT: return "corrupt";
-    case ATH_TORCH_LOAD_INCOMPATIBLE_VERSION: return "incompatible";
-    case ATH_TORCH_LOAD_CUDA_UNAVAILABLE: return "cuda_unavailable";
-    case ATH_TORCH_LOAD_BAD_DEVICE: return "bad_device";
-    case ATH_TORCH_LOAD_BAD_MODEL: return "bad_model";
-    case ATH_TORCH_LOAD_NOMEM: return "out_of_memory";
-    default: return "other";
-    }
-}
+/* Why a load failed: the kinds of atheria/load_error.h (ATH_LOAD_*), the one
+ * table shared with the extension and the Python loader.  `*kind` below is
+ * an ath_load_error. */
+typedef ath_load_error ath_torch_load_error;
 
 /* ATH_TORCH_SHIM_ABI_VERSION of the shim as built. */
 ATH_TORCH_API int ath_torch_shim_abi_version(void);
@@ -106,6 +75,35 @@ ATH_TORCH_API ath_status ath_torch_model_load(const char *path, const char *devi
                                               int64_t channels, ath_model **out, int *kind,
                                               ath_error *err);
 
+/* Same as ath_torch_model_load, plus `optimize`: 1 freezes the module
+ * (torch::jit::freeze, preserving init_memory) and runs
+ * torch::jit::optimize_for_inference, then keeps the optimised module only if
+ * its forward equals the unoptimised one within 1e-5 (max |diff|, relative to
+ * max(1, max |y|)) on a random input of `probe_shape` ([B, C, H, W]; NULL or a
+ * zero entry: [1, channels, 16, 16]); else the plain module is used.
+ * *optimized (if non-NULL) says which: 1 optimised, 0 plain, and
+ * `note` (if non-NULL, `note_size` bytes) why. */
+ATH_TORCH_API ath_status ath_torch_model_load2(const char *path, const char *device, int has_memory,
+                                               int64_t receptive_radius, int zero_preserving,
+                                               int64_t channels, int optimize, const int64_t probe_shape[4],
+                                               ath_model **out, int *optimized, char *note,
+                                               size_t note_size, int *kind, ath_error *err);
+
+/* Loads an AOTInductor package (.pt2, torch._inductor.aoti_compile_and_package;
+ * docs/torchscript.md) with torch::inductor::AOTIModelPackageLoader and wraps it
+ * as an ath_model.  The package was compiled for one input shape
+ * `input_shape` [1, channels, H, W]; forward() refuses any other shape.
+ *   memory_shape  NULL for a stateless model (forward(x) -> delta); else the
+ *                 shape [B, Cm, Hm, Wm] of h and c: the package is
+ *                 forward(x, h, c) -> (delta, h', c') and the initial memory
+ *                 is zeros (init_memory of the file contract), with the
+ *                 commit / discard / reset protocol of model.h.
+ * forward() runs without Python (no GIL needed).  Same ownership, error and
+ * kind rules as ath_torch_model_load. */
+ATH_TORCH_API ath_status ath_aoti_model_load(const char *path, const char *device, const int64_t input_shape[4],
+                                             const int64_t memory_shape[4], int64_t receptive_radius,
+                                             int zero_preserving, ath_model **out, int *kind, ath_error *err);
+
 /* Function-pointer types for dlsym() users. */
 typedef int (*ath_torch_shim_abi_version_fn)(void);
 typedef const char *(*ath_torch_shim_torch_version_fn)(void);
@@ -114,6 +112,15 @@ typedef ath_status (*ath_torch_model_load_fn)(const char *path, const char *devi
                                               int64_t receptive_radius, int zero_preserving,
                                               int64_t channels, ath_model **out, int *kind,
                                               ath_error *err);
+
+typedef ath_status (*ath_torch_model_load2_fn)(const char *path, const char *device, int has_memory,
+                                               int64_t receptive_radius, int zero_preserving,
+                                               int64_t channels, int optimize, const int64_t probe_shape[4],
+                                               ath_model **out, int *optimized, char *note,
+                                               size_t note_size, int *kind, ath_error *err);
+typedef ath_status (*ath_aoti_model_load_fn)(const char *path, const char *device, const int64_t input_shape[4],
+                                             const int64_t memory_shape[4], int64_t receptive_radius,
+                                             int zero_preserving, ath_model **out, int *kind, ath_error *err);
 
 #ifdef __cplusplus
 }

@@ -69,6 +69,9 @@ def _select_backend():
 
 
 _impl, BACKEND, BACKEND_REASON = _select_backend()
+if BACKEND == "c":
+    # registers the model loader that Engine.load_model / DenseEngine.load_model call
+    from . import _model_loader as _model_loader  # noqa: F401,E402
 
 Coord3D = _impl.Coord3D
 SparseMap = _impl.SparseMap

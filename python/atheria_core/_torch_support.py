@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import logging
 import os
-import zipfile
 from typing import Any, Optional, Union
 
 logger = logging.getLogger("atheria_core.torch")
@@ -42,8 +40,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: Name of the capsule that holds an ``ath_model *`` (accepted by ``set_model``).
 MODEL_CAPSULE_NAME = "atheria_core.model"
 
-_META_SUFFIX = "/extra/atheria_meta.json"
 _unavailable_reason: Optional[str] = None
+#: the shim built on first use by build_shim() (None: the installed one, or none)
+_built_shim: Optional[str] = None
 
 
 def shim_path() -> Optional[str]:
@@ -58,7 +57,7 @@ def shim_path() -> Optional[str]:
         logger.debug("atheria_core: looking for the LibTorch shim failed: %s", exc)
         return None
     if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return None
+        return _built_shim
     return spec.origin
 
 
@@ -67,12 +66,83 @@ def _torch_base_version(version: str) -> str:
     return version.split("+", 1)[0].strip()
 
 
+_SHIM_SOURCES = ("src/torch/torch_shim.cpp", "src/torch/aoti_model.cpp")
+
+
+def _source_root() -> Optional[str]:
+    """The source checkout this package runs from (an editable install), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if all(os.path.isfile(os.path.join(root, f)) for f in _SHIM_SOURCES) and \
+            os.path.isfile(os.path.join(root, "include", "atheria", "torch_shim.h")):
+        return root
+    return None
+
+
+def _shim_cache_dir(torch: Any) -> str:
+    base = os.environ.get("ATHERIA_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "atheria_core")
+    tag = f"torch-{_torch_base_version(torch.__version__)}-abi{int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    return os.path.join(base, "torch_shim", tag)
+
+
+def build_shim() -> tuple[Optional[str], Optional[str]]:
+    """Builds the LibTorch shim against the installed torch with ``torch.utils.cpp_extension``.
+
+    Used on the first model load when the install built no shim (``pip install -e .`` with build
+    isolation has no torch at build time).  The library is cached under
+    ``~/.cache/atheria_core/torch_shim/torch-<version>-abi<N>/`` (``ATHERIA_CACHE_DIR``), rebuilt by
+    ninja only when a source changed.  Returns (path, None), or (None, reason) when it cannot be
+    built (no sources, no compiler / ninja, compile error); ``ATHERIA_BUILD_SHIM=0`` disables it.
+    """
+    if os.environ.get("ATHERIA_BUILD_SHIM", "1") == "0":
+        return None, "the LibTorch shim was not built and ATHERIA_BUILD_SHIM=0"
+    root = _source_root()
+    if root is None:
+        return None, "the LibTorch shim was not built and its sources are not next to this package"
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except Exception as exc:  # noqa: BLE001
+        return None, f"torch is not importable ({exc})"
+    if not cpp_extension.is_ninja_available():
+        return None, "the LibTorch shim was not built and ninja (needed to build it now) is not installed"
+    import shutil
+    if shutil.which(os.environ.get("CXX", "c++")) is None and shutil.which("g++") is None:
+        return None, "the LibTorch shim was not built and there is no C++ compiler to build it now"
+    build_dir = _shim_cache_dir(torch)
+    os.makedirs(build_dir, exist_ok=True)
+    cached = os.path.isfile(os.path.join(build_dir, "atheria_torch_shim.so"))
+    if cached:
+        logger.info("atheria_core: using the LibTorch shim cached in %s (rebuilt if a source changed)", build_dir)
+    else:
+        logger.warning("atheria_core: building the LibTorch shim against torch %s in %s (once; about a minute)",
+                       torch.__version__, build_dir)
+    try:
+        path = cpp_extension.load(
+            name="atheria_torch_shim", sources=[os.path.join(root, f) for f in _SHIM_SOURCES],
+            extra_include_paths=[os.path.join(root, "include")],
+            extra_cflags=["-O2", "-fvisibility=hidden"], build_directory=build_dir,
+            is_python_module=False, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - compiler errors, missing headers...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        return None, f"building the LibTorch shim failed ({first})"
+    if not isinstance(path, str):
+        path = os.path.join(build_dir, "atheria_torch_shim.so")
+    if not cached:
+        logger.warning("atheria_core: built the LibTorch shim: %s", path)
+    return path, None
+
+
 @functools.lru_cache(maxsize=1)
 def _probe() -> tuple[Optional[str], Optional[str]]:
     """(shim path, None) when the shim can be used, else (None, reason). Cached."""
+    global _built_shim
     path = shim_path()
     if path is None:
-        return None, "the LibTorch shim was not built (torch was not importable at build time)"
+        path, why = build_shim()
+        if path is None:
+            return None, why
+        _built_shim = path
     try:
         from . import _core
     except ImportError as exc:
@@ -123,128 +193,74 @@ def unavailable_reason() -> Optional[str]:
     return None if shim_available() else _unavailable_reason
 
 
-def read_metadata(path: PathLike) -> Optional[dict[str, Any]]:
-    """The ``atheria_meta.json`` of a TorchScript file, or None if it has none.
-
-    A TorchScript file is a zip archive; the metadata is the member ending in
-    ``/extra/atheria_meta.json`` (docs/torchscript.md).  Needs no torch.  A file
-    that is missing or not a zip gives None (the loader then reports the real
-    problem); unparsable metadata is logged and ignored.
-    """
-    try:
-        with zipfile.ZipFile(os.fspath(path)) as zf:
-            names = [n for n in zf.namelist()
-                     if n.endswith(_META_SUFFIX) or n == _META_SUFFIX.lstrip("/")]
-            if not names:
-                return None
-            raw = zf.read(names[0])
-    except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, ValueError) as exc:
-        logger.debug("atheria_core: no metadata read from %s: %s", path, exc)
-        return None
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        logger.warning("atheria_core: ignoring unparsable atheria_meta.json in %s: %s", path, exc)
-        return None
-    if not isinstance(meta, dict):
-        logger.warning("atheria_core: ignoring atheria_meta.json in %s: not a JSON object", path)
-        return None
-    return meta
-
-
-def _tristate(value: Any) -> int:
-    """True -> 1, False -> 0, None/absent -> -1."""
-    if value is None:
-        return -1
-    return 1 if bool(value) else 0
-
-
-def load_args_from_metadata(metadata: Optional[dict[str, Any]]) -> dict[str, int]:
-    """The shim's load arguments (has_memory, receptive_radius, zero_preserving, channels).
-
-    Without metadata everything is unknown (-1): the shim then treats the file
-    as a stateless ``forward(x)`` model, unless it evidently is a memory model
-    (``forward(x, h, c)`` plus ``init_memory``).
-    """
-    if metadata is None:
-        return {"has_memory": -1, "receptive_radius": -1, "zero_preserving": -1, "channels": -1}
-    rr = metadata.get("receptive_radius")
-    d_state = metadata.get("d_state")
-    return {
-        "has_memory": 1 if metadata.get("has_memory") else 0,
-        "receptive_radius": int(rr) if isinstance(rr, int) and not isinstance(rr, bool) and rr >= 0 else -1,
-        "zero_preserving": _tristate(metadata.get("zero_preserving")),
-        "channels": (2 * d_state if isinstance(d_state, int) and not isinstance(d_state, bool)
-                     and d_state > 0 else -1),
-    }
-
-
-def _read_metadata_checked(path: str) -> Optional[dict[str, Any]]:
-    """Metadata read and validated the same way as the Python route.
-
-    Uses ``_model_loader.read_metadata`` (which also checks the archive and
-    raises ModelLoadError for a missing / non-zip / corrupt file or bad
-    metadata), so both routes report a bad file alike; falls back to the
-    tolerant :func:`read_metadata` when that module cannot be imported.
-    """
-    try:
-        from ._model_loader import read_metadata as checked_read_metadata
-    except ImportError as exc:  # pragma: no cover - the module ships with the package
-        logger.debug("atheria_core: _model_loader unavailable (%s); reading metadata leniently", exc)
-        return read_metadata(path)
-    return checked_read_metadata(path)
-
-
 def _as_model_load_error(exc: BaseException, kind: str, path: str) -> BaseException:
-    """The shim's exception as the Python route's ModelLoadError (same ``kind``)."""
-    try:
-        from ._model_loader import ModelLoadError, ModelNotFoundError
-    except ImportError:  # pragma: no cover
-        return exc
+    """The extension's exception (with ``.kind`` from include/atheria/load_error.h) as a ModelLoadError."""
+    from ._metadata import ModelLoadError, ModelNotFoundError
     if kind == "not_found":
         return ModelNotFoundError(path)
     return ModelLoadError(str(exc), kind=kind, path=path)
 
 
-def load_via_shim(path: PathLike, device: Any = "cpu",
-                  metadata: Optional[dict[str, Any]] = None) -> Any:
-    """Loads a TorchScript file with LibTorch; returns an ``"atheria_core.model"`` capsule.
-
-    Args:
-        path: the TorchScript file (``torch.jit.save`` / ``export_model_to_jit``).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (a ``torch.device`` works too).
-        metadata: the file's ``atheria_meta.json`` as a dict; read from the file
-            when None.  A file without metadata is a stateless ``forward(x)``
-            model of unknown radius (unless it evidently is a memory model).
-
-    Returns:
-        A capsule owning the ``ath_model *``; pass it to ``Engine.set_model`` /
-        ``DenseEngine.set_model``.
-
-    Raises:
-        RuntimeError: the shim is unavailable (see :func:`unavailable_reason`).
-        atheria_core._model_loader.ModelLoadError: the file cannot be used, with
-            the same ``kind``s as the Python route (``not_found`` — also a
-            FileNotFoundError —, ``not_a_file``, ``not_zip``, ``not_torchscript``,
-            ``corrupt``, ``bad_metadata``, ``incompatible``, ``cuda_unavailable``,
-            ``bad_device``, ``bad_model``) and a message naming the file and the cause.
-    """
-    if not shim_available():
-        raise RuntimeError(f"the LibTorch shim is unavailable: {_unavailable_reason}")
-    path_str = os.fspath(path)
-    if metadata is None:
-        metadata = _read_metadata_checked(path_str)
-    args = load_args_from_metadata(metadata)
-    from . import _core
-    logger.debug("atheria_core: loading %s on %s through the LibTorch shim (%s)", path_str, device, args)
+def _call_primitive(fn: Any, path_str: str, *args: Any, **kwargs: Any) -> Any:
     try:
-        capsule = _core._torch_load(shim_path(), path_str, str(device), **args)
-    except (OSError, RuntimeError, ValueError) as exc:
+        return fn(shim_path(), path_str, *args, **kwargs)
+    except (OSError, RuntimeError, ValueError, MemoryError) as exc:
         kind = getattr(exc, "kind", None)
         if not isinstance(kind, str):
             raise
         raise _as_model_load_error(exc, kind, path_str) from exc
-    logger.info("atheria_core: loaded %s on %s through the LibTorch shim (%s)", path_str, device,
+
+
+def load_via_shim(path: PathLike, device: Any = "cpu", metadata: Any = None, *, optimize: bool = True,
+                  probe_shape: Optional[tuple] = None, with_info: bool = False) -> Any:
+    """Loads a TorchScript file with LibTorch; returns an ``"atheria_core.model"`` capsule.
+
+    Args:
+        path: the TorchScript file (``torch.jit.save`` / ``export_model``).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (a ``torch.device`` works too).
+        metadata: the file's :class:`~atheria_core._metadata.ModelMetadata`; read when None.
+            Without metadata the file is a stateless ``forward(x)`` model of unknown radius
+            (unless it evidently is a memory model).
+        optimize: freeze + ``optimize_for_inference`` in C++, kept only when it matches the
+            plain forward within 1e-5 on a probe of ``probe_shape`` (B, C, H, W).
+        with_info: return ``(capsule, optimized, note)`` instead of the capsule.
+
+    Raises:
+        RuntimeError: the shim is unavailable (see :func:`unavailable_reason`).
+        atheria_core._metadata.ModelLoadError: the file cannot be used ("cannot load ... <file>:
+            <cause>", ``kind`` from include/atheria/load_error.h).
+    """
+    from ._metadata import read_metadata
+    if not shim_available():
+        raise RuntimeError(f"the LibTorch shim is unavailable: {_unavailable_reason}")
+    path_str = os.fspath(path)
+    if metadata is None:
+        metadata = read_metadata(path_str)
+    args = metadata.load_args() if metadata is not None else \
+        {"has_memory": -1, "receptive_radius": -1, "zero_preserving": -1, "channels": -1}
+    if os.environ.get("ATHERIA_NO_OPTIMIZE", "") == "1":
+        optimize = False
+    from . import _core
+    capsule, optimized, note = _call_primitive(_core._torch_load2, path_str, str(device), optimize=bool(optimize),
+                                               probe_shape=probe_shape, **args)
+    logger.info("atheria_core: loaded %s on %s through the LibTorch shim (%s; %s)", path_str, device,
+                _core._model_info(capsule), note or "not optimised")
+    return (capsule, bool(optimized), note) if with_info else capsule
+
+
+def load_aoti_via_shim(path: PathLike, device: Any, metadata: Any) -> Any:
+    """Loads a .pt2 package (AOTIModelPackageLoader in C++); returns a model capsule.
+
+    ``metadata`` is the package's ModelMetadata (its ``input_shape`` / ``memory_shape``)."""
+    if not shim_available():
+        raise RuntimeError(f"the LibTorch shim is unavailable: {_unavailable_reason}")
+    from . import _core
+    path_str = os.fspath(path)
+    rr = -1 if metadata.receptive_radius is None else metadata.receptive_radius
+    zp = -1 if metadata.zero_preserving is None else int(metadata.zero_preserving)
+    capsule = _call_primitive(_core._aoti_load, path_str, str(device), list(metadata.input_shape),
+                              list(metadata.memory_shape) if metadata.memory_shape else None, rr, zp)
+    logger.info("atheria_core: loaded %s on %s through the LibTorch shim (AOTInductor, %s)", path_str, device,
                 _core._model_info(capsule))
     return capsule
 
@@ -265,6 +281,6 @@ def cuda_available() -> bool:
 
 
 __all__ = [
-    "MODEL_CAPSULE_NAME", "shim_path", "shim_available", "unavailable_reason", "read_metadata",
-    "load_args_from_metadata", "load_via_shim", "cuda_available",
+    "MODEL_CAPSULE_NAME", "shim_path", "shim_available", "unavailable_reason", "load_via_shim",
+    "load_aoti_via_shim", "cuda_available",
 ]

@@ -1,4 +1,8 @@
-"""Export of trained rules to TorchScript files (the contract of docs/torchscript.md).
+"""Export of trained rules to model files (the contract of docs/torchscript.md).
+
+:func:`export_model` writes the TorchScript file and, with ``aoti=True``, an AOTInductor
+``.pt2`` package for one grid size (:func:`export_aoti_module`); the loader prefers the package
+for a DenseEngine of that size (atheria_core._model_loader).
 
 :func:`export_model_to_jit` turns a checkpoint (or an experiment's latest
 checkpoint, or an ``nn.Module``) into a ``.pt`` file that the native engines
@@ -17,19 +21,25 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
+import time
 import zipfile
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from . import experiments as _exp
-from ._model_loader import (META_FORMAT, META_NAME, META_VERSION, ModelLoadError, quiet_jit_deprecation,
-                            read_metadata)
+from ._metadata import AOTI_FORMAT
+from ._model_loader import (META_FORMAT, META_NAME, META_VERSION, ModelLoadError, aoti_path_for,
+                            quiet_jit_deprecation, read_metadata)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportError", "export_model_to_jit", "jit_path_for_checkpoint", "build_metadata", "export_module"]
+__all__ = ["ExportError", "AotiUnavailableError", "ExportResult", "export_model", "export_model_to_jit",
+           "export_aoti_module", "jit_path_for_checkpoint", "aoti_path_for", "build_metadata", "export_module"]
 
 #: default comparison tolerance (absolute, on δ) between the eager and the exported model
 DEFAULT_ATOL = 1e-5
@@ -37,6 +47,10 @@ DEFAULT_ATOL = 1e-5
 
 class ExportError(RuntimeError):
     """The model could not be exported, or the exported file does not reproduce the eager model."""
+
+
+class AotiUnavailableError(ExportError):
+    """AOTInductor cannot compile here (no C++ compiler, torch without torch.export / inductor)."""
 
 
 def jit_path_for_checkpoint(checkpoint: str) -> str:
@@ -193,6 +207,191 @@ def export_module(model: nn.Module, output_path: str, *, d_state: Optional[int] 
     raise ExportError(f"could not export {type(model).__name__} to {output_path}: " + "; ".join(errors))
 
 
+def _cxx_compiler() -> Optional[str]:
+    """The C++ compiler AOTInductor would use (its config, $CXX, or g++/clang++ on PATH), or None."""
+    try:
+        from torch._inductor import config as ind_config
+        cand = ind_config.cpp.cxx[-1] if isinstance(getattr(ind_config.cpp, "cxx", None), tuple) else None
+    except Exception:  # noqa: BLE001 - old torch: fall back to the usual names
+        cand = None
+    for name in (cand, os.environ.get("CXX"), "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def aoti_unavailable_reason() -> Optional[str]:
+    """Why this machine cannot write .pt2 packages (None when it can)."""
+    if not hasattr(torch, "export") or not hasattr(torch._inductor, "aoti_compile_and_package"):
+        return f"torch {torch.__version__} has no torch.export / aoti_compile_and_package"
+    if _cxx_compiler() is None:
+        return "no C++ compiler (AOTInductor compiles with g++/clang++; set CXX)"
+    return None
+
+
+def export_aoti_module(model: nn.Module, output_path: str, *, d_state: Optional[int] = None, grid_size: int,
+                       checkpoint_sha256: Optional[str] = None, atol: float = DEFAULT_ATOL,
+                       device: Union[str, torch.device] = "cpu",
+                       extra_meta: Optional[Dict[str, Any]] = None) -> Tuple[str, float]:
+    """Compiles ``model`` for inputs (1, 2·d, grid_size, grid_size) into a .pt2 package at
+    ``output_path`` (atomically) and verifies it against the eager model; returns (path, compile seconds).
+
+    Memory models are exported as ``forward(x, h, c)``; their ``init_memory`` must give zeros
+    (recorded as ``memory_shape``).  The package's ``atheria_meta`` (docs/torchscript.md) holds
+    the metadata of the TorchScript file plus ``input_shape``, ``memory_shape``, ``device``.
+
+    Raises:
+        AotiUnavailableError: no compiler / no torch.export here.
+        ExportError: the model cannot be exported at this size, or the package disagrees with the
+            eager model by more than ``atol``.
+    """
+    why = aoti_unavailable_reason()
+    if why is not None:
+        raise AotiUnavailableError(f"cannot write {output_path}: {why}")
+    dev = torch.device(device)
+    d = int(d_state if d_state is not None else getattr(model, "d_state"))
+    g = int(grid_size)
+    if g % _size_multiple(model):
+        raise ExportError(f"cannot write {output_path}: grid size {g} is not a multiple of the model's "
+                          f"size multiple {_size_multiple(model)}")
+    mem = bool(getattr(model, "has_memory", False))
+    was_training = model.training
+    model = model.to(dev).eval()
+    try:
+        with torch.no_grad():
+            x = torch.randn(1, 2 * d, g, g, generator=torch.Generator().manual_seed(99)).to(dev)
+            args: Tuple[torch.Tensor, ...] = (x,)
+            mem_shape = None
+            if mem:
+                h, c = model.init_memory(x)
+                if bool(h.any()) or bool(c.any()) or h.shape != c.shape:
+                    raise ExportError(f"cannot write {output_path}: init_memory(x) is not zeros of one shape")
+                mem_shape = [int(v) for v in h.shape]
+                args = (x, h, c)
+            meta = build_metadata(model, checkpoint_sha256=checkpoint_sha256, d_state=d, example_size=(g, g),
+                                  device=dev, **(extra_meta or {}))
+            meta.update(format=AOTI_FORMAT, input_shape=[1, 2 * d, g, g], memory_shape=mem_shape,
+                        device=dev.type, grid_size=g)
+            meta.pop("native_equivalent", None)
+            try:
+                with quiet_jit_deprecation():  # torch.export's own internals call torch.jit.*
+                    ep = torch.export.export(model, args)
+            except Exception as exc:  # noqa: BLE001 - reported with the cause
+                raise ExportError(f"cannot write {output_path}: torch.export failed ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        out_dir = os.path.dirname(os.path.abspath(output_path))
+        fd, tmp = tempfile.mkstemp(prefix=".aoti-", suffix=".pt2", dir=out_dir)
+        os.close(fd)
+        try:
+            t0 = time.perf_counter()
+            try:
+                with quiet_jit_deprecation():
+                    torch._inductor.aoti_compile_and_package(
+                        ep, package_path=tmp,
+                        inductor_configs={"aot_inductor.metadata": {"atheria_meta": json.dumps(meta, sort_keys=True)}})
+            except Exception as exc:  # noqa: BLE001
+                raise ExportError(f"cannot write {output_path}: AOTInductor compile failed "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+            compile_s = time.perf_counter() - t0
+            runner = torch._inductor.aoti_load_package(tmp)
+            worst = 0.0
+            with torch.no_grad():
+                for trial in range(2):
+                    xt = torch.randn(1, 2 * d, g, g, generator=torch.Generator().manual_seed(7 + trial)).to(dev)
+                    a = _run(model, mem, xt)
+                    if mem:
+                        hh, cc = torch.zeros(mem_shape, device=dev), torch.zeros(mem_shape, device=dev)
+                        b = [hh, cc]
+                        for _ in range(2):
+                            delta, hh, cc = runner(xt, hh, cc)
+                            b += [delta, hh, cc]
+                    else:
+                        b = [runner(xt)]
+                    for ta, tb in zip(a, b):
+                        err = float((ta - tb).abs().max())
+                        worst = max(worst, err)
+                        if not err <= atol:
+                            raise ExportError(f"cannot write {output_path}: the package differs from the eager "
+                                              f"model by {err:.3g} (> {atol:g})")
+            os.replace(tmp, output_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    finally:
+        model.train(was_training)
+    logger.info("compiled %s for %dx%d to %s in %.1f s (max |diff| %.2g)", meta["architecture"], g, g,
+                output_path, compile_s, worst)
+    return output_path, compile_s
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` wrote: the TorchScript file, the .pt2 package (or why not),
+    and the AOTInductor compile time in seconds (0 when a cached package was reused)."""
+
+    jit_path: str
+    pt2_path: Optional[str]
+    compile_seconds: float
+    aoti_skipped: Optional[str]
+
+
+def _aoti_cache_valid(path: str, sha: Optional[str], grid: int, d: int) -> bool:
+    if not os.path.isfile(path):
+        return False
+    try:
+        meta = read_metadata(path)
+    except ModelLoadError as exc:
+        logger.warning("cached package %s is unusable (%s); recompiling", path, exc)
+        return False
+    return (meta is not None and meta.is_aoti and meta.checkpoint_sha256 == sha
+            and meta.torch_version == str(torch.__version__) and meta.input_shape == (1, 2 * d, grid, grid))
+
+
+def export_model(source: Union[str, "os.PathLike[str]", _exp.Experiment], *, root: str = "output",
+                 aoti: bool = True, grid_size: Optional[int] = None, device: str = "cpu", force: bool = False,
+                 atol: float = DEFAULT_ATOL) -> ExportResult:
+    """Exports an experiment's (or checkpoint's) rule: the TorchScript file (:func:`export_model_to_jit`)
+    and, with ``aoti``, the .pt2 package for ``grid_size`` (default the experiment's
+    GRID_SIZE_INFERENCE) next to it (``checkpoint_ep3.jit.pt`` -> ``checkpoint_ep3.g128.pt2``).
+
+    The package is cached by checkpoint sha256 + torch version + grid size.  When AOTInductor
+    cannot run here (no compiler, old torch) or the model does not export, the TorchScript file
+    is still written and ``aoti_skipped`` says why (logged).
+    """
+    jit = export_model_to_jit(source, root=root, device=device, force=force, atol=atol)
+    if not aoti:
+        return ExportResult(jit, None, 0.0, "aoti=False")
+    meta = read_metadata(jit)
+    if isinstance(source, _exp.Experiment):
+        exp = source
+        ckpt = _exp.find_latest_checkpoint(exp.name, exp.root)
+    elif not os.path.isfile(os.fspath(source)):
+        exp = _exp.load_experiment_config(os.fspath(source), root)
+        ckpt = _exp.find_latest_checkpoint(exp.name, exp.root)
+    else:
+        ckpt = os.path.abspath(os.fspath(source))
+        ck_dir = os.path.dirname(ckpt)
+        exp = _exp.load_experiment_config(os.path.basename(ck_dir), os.path.dirname(os.path.dirname(ck_dir)))
+    if meta is None or ckpt is None:
+        return ExportResult(jit, None, 0.0, "no metadata or checkpoint")
+    g = int(grid_size or exp.grid_size_inference)
+    pt2 = aoti_path_for(jit, g)
+    if not force and _aoti_cache_valid(pt2, meta.checkpoint_sha256, g, exp.d_state):
+        logger.info("using cached AOTInductor package %s", pt2)
+        return ExportResult(jit, pt2, 0.0, None)
+    model = _exp.load_model_from_checkpoint(exp, ckpt, device=device)
+    extra = {"experiment": exp.name, "grid_size_training": exp.grid_size_training,
+             "gamma_decay": exp.gamma_decay, "checkpoint_epoch": getattr(model, "checkpoint_epoch", None)}
+    try:
+        path, secs = export_aoti_module(model, pt2, d_state=exp.d_state, grid_size=g,
+                                        checkpoint_sha256=meta.checkpoint_sha256, atol=atol, device=device,
+                                        extra_meta=extra)
+    except ExportError as exc:
+        logger.warning("no .pt2 package for %s: %s", exp.name, exc)
+        return ExportResult(jit, None, 0.0, str(exc))
+    return ExportResult(jit, path, secs, None)
+
+
 def _cache_valid(path: str, sha: Optional[str]) -> bool:
     if not os.path.isfile(path):
         return False
@@ -205,8 +404,8 @@ def _cache_valid(path: str, sha: Optional[str]) -> bool:
     except (ModelLoadError, zipfile.BadZipFile, OSError) as exc:
         logger.warning("cached export %s is unusable (%s); re-exporting", path, exc)
         return False
-    return (meta is not None and meta.get("checkpoint_sha256") == sha and meta.get("version") == META_VERSION
-            and meta.get("torch_version") == str(torch.__version__))
+    return (meta is not None and meta.checkpoint_sha256 == sha and meta.version == META_VERSION
+            and meta.torch_version == str(torch.__version__))
 
 
 def export_model_to_jit(source: Union[str, "os.PathLike[str]", _exp.Experiment, nn.Module],

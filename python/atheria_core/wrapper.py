@@ -124,6 +124,8 @@ class NativeEngineWrapper(WrapperAPI):
         #: how the model runs: 'builtin-conv' (C conv stack), 'shim' (LibTorch), 'python'
         #: (TorchScript through Python), 'python-backend' (pure-Python atheria_core)
         self.model_route: Optional[str] = None
+        #: _model_loader.LoadReport of the last successful load (route, file, skipped faster routes)
+        self.model_report: Any = None
         self.model_metadata: Optional[Dict[str, Any]] = None
         self.unitary = bool(unitary) if unitary is not None else False
         self.last_error = ""
@@ -202,14 +204,12 @@ class NativeEngineWrapper(WrapperAPI):
             self.last_error = f"cannot create the {kind} engine: {exc}"
             logger.error("error loading model in native engine: %s", self.last_error)
             return False
-        route = "python-backend"
         try:
-            if self._ac.BACKEND == "c":
-                from ._model_loader import select_native_model
-                model, route = select_native_model(path, self.device)
-                eng.set_model(model)
-            elif not eng.load_model(path):
-                raise ModelLoadError(eng.get_last_error())
+            from ._model_loader import select_model
+            model, report = select_model(eng, path)
+            eng.set_model(model)
+            route = report.route
+            self.model_report = report
         except (ModelLoadError, ValueError, TypeError, RuntimeError, OSError) as exc:
             self.unitary = previous_unitary
             self.last_error = str(exc)

@@ -49,8 +49,12 @@ ath_coord athpy_coord_value(PyObject *obj);
 int athpy_model_resolve(PyObject *obj, PyObject **owner, ath_model **model);
 /* 1 if the model maps an all-zero (channels, h, w) input to zero, 0 if not, -1 error. */
 int athpy_model_probe_zero(ath_model *model, int64_t channels, int64_t h, int64_t w);
-/* model_loader.c: atheria_core._model_loader.load_model_for_native_engine(path, device). */
-PyObject *athpy_model_load(PyObject *path, PyObject *device);
+/* model_load.c: the loader registered by atheria_core._model_loader
+ * (_core._set_model_loader), called as loader(engine, path) -> model;
+ * RuntimeError when none is registered. */
+PyObject *athpy_model_load(PyObject *engine, PyObject *path);
+/* model_load.c: _core._set_model_loader(loader or None) (in py_torch.c's method table). */
+PyObject *athpy_set_model_loader(PyObject *self, PyObject *loader);
 /* 'cpu', 'cuda' or 'cuda:N' (new reference) or NULL. */
 PyObject *athpy_parse_device(PyObject *obj);
 

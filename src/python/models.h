@@ -3,7 +3,7 @@
  *   model_conv.c      ConvModel (C built-in conv stack)
  *   model_callable.c  the adapter that runs a Python callable as an ath_model
  *   model_resolve.c   set_model's argument -> ath_model, the zero probe
- *   model_load.c      the bridge to atheria_core._model_loader (file loading) */
+ *   model_load.c      the loader registered by atheria_core._model_loader (file loading) */
 #ifndef ATHERIA_PY_MODELS_H
 #define ATHERIA_PY_MODELS_H
 

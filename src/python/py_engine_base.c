@@ -149,23 +149,30 @@ static PyObject *base_set_model(PyObject *op, PyObject *args, PyObject *kwargs) 
     Py_RETURN_NONE;
 }
 
+/* load_model(path) / load_model(model_path=...): the registered loader picks
+ * the route and builds the model; False + last_error "<file>: <cause>" for
+ * an ordinary failure.  KeyboardInterrupt, SystemExit and other
+ * non-Exception BaseExceptions propagate. */
 static PyObject *base_load_model(PyObject *op, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"path", NULL};
+    static char *kwlist[] = {"path", "model_path", NULL};
     AthPyEngineBase *self = (AthPyEngineBase *)op;
-    PyObject *path, *model, *device, *empty;
+    PyObject *path = NULL, *model_path = NULL, *model, *empty;
     int r;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:load_model", kwlist, &path)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:load_model", kwlist, &path, &model_path)) return NULL;
+    if ((path == NULL) == (model_path == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "load_model() takes exactly one of path or model_path");
+        return NULL;
+    }
+    if (path == NULL) path = model_path;
     if (athpy_engine_enter(self) < 0) return NULL;
-    device = self->device;
-    Py_INCREF(device);
-    model = athpy_model_load(path, device);
-    Py_DECREF(device);
+    model = athpy_model_load(op, path);
     r = model != NULL ? self->ops->install(self, model) : -1;
     athpy_engine_leave(self);
     if (r < 0) {
+        Py_XDECREF(model);
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
         athpy_engine_record_exception(self);
         PyErr_Clear();
-        Py_XDECREF(model);
         Py_RETURN_FALSE;
     }
     Py_DECREF(model);
@@ -232,7 +239,8 @@ static PyMethodDef base_methods[] = {
      "set_model(model): ZeroModel, ConvModel, a callable taking a float32 batch, an "
      "'atheria_core.model' capsule, or None."},
     {"load_model", KW base_load_model, METH_VARARGS | METH_KEYWORDS,
-     "load_model(path) -> bool: TorchScript via atheria_core._model_loader; False + get_last_error() on failure."},
+     "load_model(path) / load_model(model_path=...) -> bool: a TorchScript or .pt2 file, route chosen by\n"
+     "atheria_core._model_loader; False + get_last_error() ('<file>: <cause>') on failure."},
     {"has_model", base_has_model, METH_NOARGS, "has_model() -> bool"},
     {"get_last_error", base_get_last_error, METH_NOARGS, "get_last_error() -> str"},
     {NULL, NULL, 0, NULL}};

@@ -20,9 +20,14 @@
  *   _model_forward(capsule, batch, want_center=False) -> ndarray
  *   _model_memory(capsule, op) with op in "commit", "discard", "reset"
  *   _model_info(capsule) -> dict
+ *   _torch_load2(..., optimize=True, probe_shape=None) -> (capsule, optimized, note)
+ *   _aoti_load(shim_path, model_path, device, input_shape, memory_shape=None, ...) -> capsule
+ *   _load_error_kinds() -> ((kind, exception type name), ...)   (atheria/load_error.h)
+ *   _set_model_loader(loader)   (model_load.c: what Engine.load_model calls)
  */
 #include "ath_py.h"
 
+#include "atheria/load_error.h"
 #include "atheria/model.h"
 #include "atheria/torch_shim.h"
 
@@ -38,6 +43,8 @@ typedef struct shim_api {
     ath_torch_shim_torch_version_fn torch_version;
     ath_torch_cuda_available_fn cuda_available;
     ath_torch_model_load_fn model_load;
+    ath_torch_model_load2_fn model_load2;
+    ath_aoti_model_load_fn aoti_load;
 } shim_api;
 
 /* The most recently opened shim (guarded by the GIL).  An older handle is
@@ -92,6 +99,10 @@ static const shim_api *get_shim(PyObject *path_obj) {
     if (api.cuda_available == NULL) goto fail;
     api.model_load = (ath_torch_model_load_fn)shim_sym(api.handle, path, "ath_torch_model_load");
     if (api.model_load == NULL) goto fail;
+    api.model_load2 = (ath_torch_model_load2_fn)shim_sym(api.handle, path, "ath_torch_model_load2");
+    if (api.model_load2 == NULL) goto fail;
+    api.aoti_load = (ath_aoti_model_load_fn)shim_sym(api.handle, path, "ath_aoti_model_load");
+    if (api.aoti_load == NULL) goto fail;
     abi = api.abi_version();
     if (abi != ATH_TORCH_SHIM_ABI_VERSION) {
         PyErr_Format(PyExc_OSError,
@@ -142,10 +153,8 @@ static ath_model *capsule_model(PyObject *obj, const char *argname) {
     return model;
 }
 
-/* Raises the exception for a failed load: FileNotFoundError for a missing
- * file, OSError for unreadable / not TorchScript / corrupt / incompatible
- * version, RuntimeError for CUDA unavailable and contract violations,
- * ValueError for a bad device string, MemoryError.  The exception gets an
+/* Raises the exception for a failed load: the Python type of the kind's row
+ * in atheria/load_error.h (FileNotFoundError, OSError, ValueError, ...).  The exception gets an
  * attribute `path` (the model path) and an attribute `kind` with the stable name of the failure ("not_found", "corrupt",
  * ...: the kinds of atheria_core._model_loader.ModelLoadError). */
 static PyObject *raise_load_error(int kind, const ath_error *err, PyObject *model_path) {
@@ -153,26 +162,21 @@ static PyObject *raise_load_error(int kind, const ath_error *err, PyObject *mode
     const char *msg = err->message[0] ? err->message : "cannot load the TorchScript model";
 
     switch (kind) {
-    case ATH_TORCH_LOAD_MISSING_FILE: type = PyExc_FileNotFoundError; break;
-    case ATH_TORCH_LOAD_UNREADABLE:
-    case ATH_TORCH_LOAD_NOT_ZIP:
-    case ATH_TORCH_LOAD_NOT_TORCHSCRIPT:
-    case ATH_TORCH_LOAD_CORRUPT:
-    case ATH_TORCH_LOAD_INCOMPATIBLE_VERSION: type = PyExc_OSError; break;
-    case ATH_TORCH_LOAD_BAD_DEVICE: type = PyExc_ValueError; break;
-    case ATH_TORCH_LOAD_NOMEM: type = PyExc_MemoryError; break;
-    case ATH_TORCH_LOAD_CUDA_UNAVAILABLE:
-    case ATH_TORCH_LOAD_BAD_MODEL: type = PyExc_RuntimeError; break;
-    default:
+#define ATHPY_LOAD_EXC_(id, name, status, pyexc) \
+    case ATH_LOAD_##id: type = PyExc_##pyexc; break;
+        ATH_LOAD_ERRORS(ATHPY_LOAD_EXC_)
+#undef ATHPY_LOAD_EXC_
+    default: type = PyExc_RuntimeError; break;
+    }
+    if (kind == ATH_LOAD_OK || kind == ATH_LOAD_OTHER) {
         type = err->code == ATH_ERR_INVALID ? PyExc_ValueError
                : err->code == ATH_ERR_IO    ? PyExc_OSError
                : err->code == ATH_ERR_NOMEM ? PyExc_MemoryError
                                             : PyExc_RuntimeError;
-        break;
     }
     exc = PyObject_CallFunction(type, "s", msg);
     if (exc == NULL) return NULL;
-    kind_str = PyUnicode_FromString(ath_torch_load_error_name(kind));
+    kind_str = PyUnicode_FromString(ath_load_error_name(kind));
     if (kind_str == NULL || PyObject_SetAttrString(exc, "kind", kind_str) < 0) {
         Py_XDECREF(kind_str);
         Py_DECREF(exc);
@@ -198,7 +202,7 @@ static PyObject *py_torch_load(PyObject *self, PyObject *args, PyObject *kwargs)
                              "zero_preserving", "channels", NULL};
     PyObject *shim_path, *model_path, *path_bytes = NULL, *capsule;
     const char *device = "cpu";
-    int has_memory = -1, zero_preserving = -1, kind = ATH_TORCH_LOAD_OTHER;
+    int has_memory = -1, zero_preserving = -1, kind = ATH_LOAD_OTHER;
     long long receptive_radius = -1, channels = -1;
     const shim_api *shim;
     ath_torch_model_load_fn load;
@@ -240,6 +244,158 @@ static PyObject *py_torch_load(PyObject *self, PyObject *args, PyObject *kwargs)
     capsule = PyCapsule_New(model, ATHPY_MODEL_CAPSULE, model_capsule_destructor);
     if (capsule == NULL) ath_model_destroy(model);
     return capsule;
+}
+
+/* A shape argument: None (-> *present = 0) or a sequence of four ints in [1, 2**20]. */
+static int parse_shape4(PyObject *obj, const char *argname, int64_t out[4], int *present) {
+    PyObject *seq;
+    Py_ssize_t i;
+    *present = 0;
+    if (obj == NULL || obj == Py_None) return 0;
+    seq = PySequence_Fast(obj, "shape must be a sequence");
+    if (seq == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a sequence of 4 ints", argname);
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(seq) != 4) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "%s: expected 4 ints (B, C, H, W)", argname);
+        return -1;
+    }
+    for (i = 0; i < 4; i++) {
+        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s: expected 4 ints (B, C, H, W)", argname);
+            return -1;
+        }
+        if (v < 1 || v > (1LL << 20)) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "%s: entries must be in [1, 2**20], got %lld", argname, v);
+            return -1;
+        }
+        out[i] = (int64_t)v;
+    }
+    Py_DECREF(seq);
+    *present = 1;
+    return 0;
+}
+
+static PyObject *py_torch_load2(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"shim_path", "model_path", "device", "has_memory", "receptive_radius",
+                             "zero_preserving", "channels", "optimize", "probe_shape", NULL};
+    PyObject *shim_path, *model_path, *path_bytes = NULL, *capsule, *probe_obj = Py_None;
+    const char *device = "cpu";
+    int has_memory = -1, zero_preserving = -1, kind = ATH_LOAD_OTHER, optimize = 1, optimized = 0, have_probe;
+    long long receptive_radius = -1, channels = -1;
+    int64_t probe[4] = {0, 0, 0, 0};
+    char note[256];
+    const shim_api *shim;
+    ath_torch_model_load2_fn load;
+    ath_model *model = NULL;
+    ath_error err;
+    ath_status st;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|siLiLpO:_torch_load2", kwlist, &shim_path, &model_path,
+                                     &device, &has_memory, &receptive_radius, &zero_preserving, &channels,
+                                     &optimize, &probe_obj))
+        return NULL;
+    if (has_memory < -1 || has_memory > 1 || zero_preserving < -1 || zero_preserving > 1)
+        return PyErr_Format(PyExc_ValueError, "_torch_load2: has_memory and zero_preserving must be -1, 0 or 1");
+    if (receptive_radius < -1 || receptive_radius > ATH_MAX_GRID_SIZE)
+        return PyErr_Format(PyExc_ValueError, "_torch_load2: receptive_radius must be -1 or in [0, %lld]",
+                            (long long)ATH_MAX_GRID_SIZE);
+    if (channels != -1 && (channels < 1 || channels > 2 * ATH_MAX_D_STATE))
+        return PyErr_Format(PyExc_ValueError, "_torch_load2: channels must be -1 or in [1, %d]",
+                            2 * ATH_MAX_D_STATE);
+    if (parse_shape4(probe_obj, "probe_shape", probe, &have_probe) < 0) return NULL;
+    shim = get_shim(shim_path);
+    if (shim == NULL) return NULL;
+    load = shim->model_load2;
+    if (!PyUnicode_FSConverter(model_path, &path_bytes)) return NULL;
+    ath_error_clear(&err);
+    note[0] = '\0';
+
+    Py_BEGIN_ALLOW_THREADS
+    st = load(PyBytes_AS_STRING(path_bytes), device, has_memory, (int64_t)receptive_radius, zero_preserving,
+              (int64_t)channels, optimize, have_probe ? probe : NULL, &model, &optimized, note, sizeof note, &kind,
+              &err);
+    Py_END_ALLOW_THREADS
+
+    Py_DECREF(path_bytes);
+    if (st != ATH_OK || model == NULL) {
+        if (err.code == ATH_OK) err.code = st != ATH_OK ? st : ATH_ERR_MODEL;
+        return raise_load_error(kind, &err, model_path);
+    }
+    capsule = PyCapsule_New(model, ATHPY_MODEL_CAPSULE, model_capsule_destructor);
+    if (capsule == NULL) {
+        ath_model_destroy(model);
+        return NULL;
+    }
+    return Py_BuildValue("(NOs)", capsule, optimized ? Py_True : Py_False, note);
+}
+
+static PyObject *py_aoti_load(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"shim_path", "model_path", "device", "input_shape", "memory_shape",
+                             "receptive_radius", "zero_preserving", NULL};
+    PyObject *shim_path, *model_path, *path_bytes = NULL, *capsule, *in_obj, *mem_obj = Py_None;
+    const char *device = "cpu";
+    int zero_preserving = -1, kind = ATH_LOAD_OTHER, have_in, have_mem;
+    long long receptive_radius = -1;
+    int64_t in_shape[4], mem_shape[4];
+    const shim_api *shim;
+    ath_aoti_model_load_fn load;
+    ath_model *model = NULL;
+    ath_error err;
+    ath_status st;
+    (void)self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOsO|OLi:_aoti_load", kwlist, &shim_path, &model_path, &device,
+                                     &in_obj, &mem_obj, &receptive_radius, &zero_preserving))
+        return NULL;
+    if (parse_shape4(in_obj, "input_shape", in_shape, &have_in) < 0) return NULL;
+    if (!have_in) return PyErr_Format(PyExc_ValueError, "_aoti_load: input_shape is required");
+    if (in_shape[0] != 1 || in_shape[1] > 2 * ATH_MAX_D_STATE)
+        return PyErr_Format(PyExc_ValueError, "_aoti_load: input_shape must be (1, C <= %d, H, W)",
+                            2 * ATH_MAX_D_STATE);
+    if (parse_shape4(mem_obj, "memory_shape", mem_shape, &have_mem) < 0) return NULL;
+    if (zero_preserving < -1 || zero_preserving > 1 || receptive_radius < -1 || receptive_radius > ATH_MAX_GRID_SIZE)
+        return PyErr_Format(PyExc_ValueError, "_aoti_load: bad receptive_radius or zero_preserving");
+    shim = get_shim(shim_path);
+    if (shim == NULL) return NULL;
+    load = shim->aoti_load;
+    if (!PyUnicode_FSConverter(model_path, &path_bytes)) return NULL;
+    ath_error_clear(&err);
+
+    Py_BEGIN_ALLOW_THREADS
+    st = load(PyBytes_AS_STRING(path_bytes), device, in_shape, have_mem ? mem_shape : NULL,
+              (int64_t)receptive_radius, zero_preserving, &model, &kind, &err);
+    Py_END_ALLOW_THREADS
+
+    Py_DECREF(path_bytes);
+    if (st != ATH_OK || model == NULL) {
+        if (err.code == ATH_OK) err.code = st != ATH_OK ? st : ATH_ERR_MODEL;
+        return raise_load_error(kind, &err, model_path);
+    }
+    capsule = PyCapsule_New(model, ATHPY_MODEL_CAPSULE, model_capsule_destructor);
+    if (capsule == NULL) ath_model_destroy(model);
+    return capsule;
+}
+
+static PyObject *py_load_error_kinds(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return Py_BuildValue("("
+#define ATHPY_KIND_FMT_(id, name, status, pyexc) "(ss)"
+                         ATH_LOAD_ERRORS(ATHPY_KIND_FMT_)
+#undef ATHPY_KIND_FMT_
+                         ")"
+#define ATHPY_KIND_ARGS_(id, name, status, pyexc) , name, #pyexc
+                         ATH_LOAD_ERRORS(ATHPY_KIND_ARGS_)
+#undef ATHPY_KIND_ARGS_
+    );
 }
 
 static PyObject *py_torch_cuda_available(PyObject *self, PyObject *shim_path) {
@@ -372,6 +528,21 @@ PyMethodDef athpy_torch_methods[] = {
      "Loads a TorchScript file through the LibTorch shim at shim_path (private; use\n"
      "atheria_core._torch_support.load_via_shim).  has_memory=-1 decides from the file.\n"
      "Raises FileNotFoundError / OSError / RuntimeError / ValueError with .kind set."},
+    {"_torch_load2", (PyCFunction)(void (*)(void))py_torch_load2, METH_VARARGS | METH_KEYWORDS,
+     "_torch_load2(shim_path, model_path, device='cpu', has_memory=-1, receptive_radius=-1,\n"
+     "zero_preserving=-1, channels=-1, optimize=True, probe_shape=None) -> (capsule, optimized, note)\n\n"
+     "As _torch_load; optimize freezes + optimize_for_inference's the module and keeps that only\n"
+     "when it matches the plain forward within 1e-5 on a probe of probe_shape (note says why)."},
+    {"_aoti_load", (PyCFunction)(void (*)(void))py_aoti_load, METH_VARARGS | METH_KEYWORDS,
+     "_aoti_load(shim_path, model_path, device, input_shape, memory_shape=None, receptive_radius=-1,\n"
+     "zero_preserving=-1) -> capsule\n\n"
+     "Loads an AOTInductor .pt2 package compiled for input_shape (1, C, H, W) through the shim\n"
+     "(AOTIModelPackageLoader); memory_shape (B, Cm, Hm, Wm) for memory models (zero initial h, c)."},
+    {"_set_model_loader", athpy_set_model_loader, METH_O,
+     "_set_model_loader(loader) -> None: the callable loader(engine, path) -> model that\n"
+     "Engine.load_model / DenseEngine.load_model use (registered by atheria_core._model_loader)."},
+    {"_load_error_kinds", py_load_error_kinds, METH_NOARGS,
+     "_load_error_kinds() -> tuple of (kind, exception type name): atheria/load_error.h."},
     {"_torch_cuda_available", py_torch_cuda_available, METH_O,
      "_torch_cuda_available(shim_path) -> bool: LibTorch sees a CUDA device."},
     {"_torch_shim_info", py_torch_shim_info, METH_O,

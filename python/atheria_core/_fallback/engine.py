@@ -41,11 +41,12 @@ DEFAULT_BATCH = 4096
 MAX_BATCH_FLOATS = 1 << 24
 
 
-def load_model_callable(path: Any, device: str) -> Any:
-    """Loads a TorchScript file through atheria_core._model_loader (raises on failure, also for a
-    ``path`` that is not a path: load_model then returns False, as in the C extension)."""
+def load_model_callable(engine: Any, path: Any) -> Any:
+    """The model for ``engine.load_model(path)``, chosen by atheria_core._model_loader (the one owner
+    of model loading; raises on failure, also for a ``path`` that is not a path: load_model then
+    returns False, as in the C extension)."""
     loader = importlib.import_module("atheria_core._model_loader")
-    return loader.load_model_for_engine(path, device)
+    return loader.load_for_engine(engine, path)
 
 
 class ModelSlot(Guarded):
@@ -63,10 +64,16 @@ class ModelSlot(Guarded):
     def has_model(self) -> bool:
         return self._model is not None
 
-    def load_model(self, path: str) -> bool:
-        """Loads a TorchScript file; False + get_last_error() on failure (engine unchanged)."""
+    def load_model(self, path: Any = None, model_path: Any = None) -> bool:
+        """Loads a model file (TorchScript or .pt2; ``model_path=`` is the original keyword);
+        False + get_last_error() on failure (engine unchanged).  KeyboardInterrupt and
+        SystemExit propagate."""
+        if (path is None) == (model_path is None):
+            raise TypeError("load_model() takes exactly one of path or model_path")
+        if path is None:
+            path = model_path
         try:
-            model = load_model_callable(path, self._device)
+            model = load_model_callable(self, path)
             self._unguarded_set_model(model)  # type: ignore[attr-defined]  # load_model holds the guard
         except Exception as exc:  # noqa: BLE001 - the contract is "False + message"
             self._last_error = str(exc) or type(exc).__name__
