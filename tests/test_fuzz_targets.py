@@ -27,6 +27,7 @@ TARGETS = {
     # the metadata reader belongs to the model loader; its seeds (deep nesting, 5000-digit
     # ints) are replayed by the long Atheris run, see docs/build.md
     "fuzz_torchscript_meta": None,
+    "fuzz_snapshot": "snapshot",
 }
 CI = settings(max_examples=150, derandomize=True, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -548,3 +548,13 @@ def test_user_memory_callable_round_trip(api):
     e.restore(snap)
     e.step(3)
     assert np.array_equal(ref, e.get_state())
+
+
+def test_wrapper_set_state_keeps_the_step_count_on_the_sparse_engine(demo_root):
+    from atheria_core.wrapper import NativeEngineWrapper
+    w = NativeEngineWrapper(16, 4, engine="sparse")
+    assert w.load_model(os.path.join(demo_root, "training_checkpoints", "DEMO_LOCAL_CONV", "checkpoint_ep3.jit.pt"))
+    w.evolve_step(3)
+    field = w.get_dense_state()
+    w.set_state(field)
+    assert w.get_step_count() == 3 and np.array_equal(w.get_dense_state(), field)

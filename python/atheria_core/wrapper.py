@@ -294,12 +294,11 @@ class NativeEngineWrapper(WrapperAPI):
             eng.set_state(arr)
         else:
             # The sparse engine has no bulk removal: the field is replaced by
-            # clearing it, which also restarts the step count.
+            # clearing it (which resets the step count; it is put back).
             step = eng.get_step_count()
             eng.clear()
             self._load_sparse_field(eng, arr)
-            if step:
-                logger.warning("set_state on the sparse engine restarts the step count (was %d)", step)
+            eng._set_step(step)
         self._psi_cache = None
 
     def get_visualization_data(self, viz_type: str = "density", roi: Optional[Sequence[int]] = None,
