@@ -21,6 +21,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -228,9 +229,81 @@ void aoti_destroy(void *ctx) noexcept {
     }
 }
 
-const ath_model_ops kAotiOps = {"aoti", aoti_forward, nullptr, nullptr, nullptr, aoti_destroy};
+// Snapshot ops (model.h): the memory of a package has the recorded shape, so
+// its size is known before the first step (zeros until then).
+int64_t aoti_memory_size(void *ctx) noexcept {
+    auto *m = static_cast<AotiModel *>(ctx);
+    if (m == nullptr || !m->memory()) return 0;
+    int64_t n = 1;
+    for (int64_t s : m->mem_shape) n *= s;
+    return 2 * n;
+}
+
+ath_status aoti_memory_get(void *ctx, float *out, int64_t n, ath_error *err) noexcept {
+    auto *m = static_cast<AotiModel *>(ctx);
+    if (m == nullptr || out == nullptr) return set_error(err, ATH_ERR_INVALID, "memory_get: NULL argument");
+    const int64_t want = aoti_memory_size(ctx);
+    if (n != want)
+        return set_error(err, ATH_ERR_INVALID, "memory_get: %lld floats asked, %lld held", static_cast<long long>(n),
+                         static_cast<long long>(want));
+    try {
+        std::lock_guard<std::mutex> lock(m->mu);
+        const int64_t half = want / 2;
+        if (!m->have_committed) {
+            std::fill(out, out + want, 0.0f);
+            return ATH_OK;
+        }
+        torch::Tensor h = m->h.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+        torch::Tensor c = m->c.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+        std::memcpy(out, h.data_ptr<float>(), static_cast<size_t>(half) * sizeof(float));
+        std::memcpy(out + half, c.data_ptr<float>(), static_cast<size_t>(half) * sizeof(float));
+        return ATH_OK;
+    } catch (const std::exception &e) {
+        return set_error(err, ATH_ERR_MODEL, "AOTInductor model '%s': memory_get failed: %.300s", m->path.c_str(),
+                         e.what());
+    } catch (...) {
+        return set_error(err, ATH_ERR_MODEL, "memory_get: unknown C++ exception");
+    }
+}
+
+ath_status aoti_memory_set(void *ctx, const float *in, int64_t n, ath_error *err) noexcept {
+    auto *m = static_cast<AotiModel *>(ctx);
+    if (m == nullptr || (in == nullptr && n > 0)) return set_error(err, ATH_ERR_INVALID, "memory_set: bad argument");
+    const int64_t want = aoti_memory_size(ctx);
+    if (n != want && n != 0)
+        return set_error(err, ATH_ERR_INVALID, "memory_set: %lld floats given, the package's memory holds %lld",
+                         static_cast<long long>(n), static_cast<long long>(want));
+    try {
+        std::lock_guard<std::mutex> lock(m->mu);
+        if (n == 0) {
+            m->drop_pending();
+            m->have_committed = false;
+            m->h = torch::Tensor();
+            m->c = torch::Tensor();
+            return ATH_OK;
+        }
+        const auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+        torch::Tensor h = torch::from_blob(const_cast<float *>(in), m->mem_shape, opts).clone().to(m->device);
+        torch::Tensor c = torch::from_blob(const_cast<float *>(in + n / 2), m->mem_shape, opts).clone().to(m->device);
+        m->drop_pending();
+        m->h = std::move(h);
+        m->c = std::move(c);
+        m->have_committed = true;
+        return ATH_OK;
+    } catch (const std::bad_alloc &) {
+        return set_error(err, ATH_ERR_NOMEM, "memory_set: out of memory");
+    } catch (const std::exception &e) {
+        return set_error(err, ATH_ERR_MODEL, "AOTInductor model '%s': memory_set failed: %.300s", m->path.c_str(),
+                         e.what());
+    } catch (...) {
+        return set_error(err, ATH_ERR_MODEL, "memory_set: unknown C++ exception");
+    }
+}
+
+const ath_model_ops kAotiOps = {"aoti", aoti_forward, nullptr, nullptr, nullptr, aoti_destroy,
+                                nullptr, nullptr, nullptr};
 const ath_model_ops kAotiMemoryOps = {"aoti-memory", aoti_forward, aoti_commit, aoti_discard, aoti_reset,
-                                      aoti_destroy};
+                                      aoti_destroy, aoti_memory_size, aoti_memory_get, aoti_memory_set};
 
 bool valid_shape(const int64_t s[4]) {
     for (int i = 0; i < 4; ++i)
