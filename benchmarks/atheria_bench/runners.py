@@ -210,20 +210,26 @@ class PackedFloorRunner(Runner):
         import torch
         super().__init__("torch_packed_floor", "ZeroModel rule on a packed (N, 2d) array")
         self.d = int(states.shape[1])
+        self.n = int(states.shape[0])
         self.x = torch.from_numpy(np.ascontiguousarray(
             np.concatenate([states.real, states.imag], axis=1).astype(np.float32)))
+        # preallocated, in-place: the floor pays the arithmetic and the passes over the array,
+        # not the allocator
+        self.delta = torch.zeros_like(self.x)                 # the model's update (ZeroModel)
+        self.q = torch.empty(self.x.shape, dtype=torch.float64)
+        self.nrm = torch.empty((self.n, 1), dtype=torch.float64)
+        self.keep = torch.empty(self.n, dtype=torch.bool)
         self.threshold = threshold
-        self.n = int(states.shape[0])
         self.steps = 0
-        self.keep: Any = None
 
     def step(self) -> None:
         import torch
-        delta = torch.zeros_like(self.x)              # the model's update (ZeroModel)
-        q = self.x.double() + delta.double()          # psi' = psi + delta (gamma 0, not unitary)
-        nrm = q.square().sum(dim=1, keepdim=True).sqrt()
-        self.x = (q / (nrm + 1e-9)).float()
-        self.keep = nrm[:, 0] > self.threshold
+        q, nrm = self.q, self.nrm
+        q.copy_(self.x).add_(self.delta)                      # psi' = psi + delta (gamma 0), float64
+        torch.linalg.vector_norm(q, dim=1, keepdim=True, out=nrm)
+        torch.gt(nrm[:, 0], self.threshold, out=self.keep)    # the keep decision
+        q.div_(nrm.add_(1e-9))
+        self.x.copy_(q)                                       # one rounding to float32
         self.steps += 1
 
     def active(self) -> int:
@@ -239,7 +245,7 @@ class PackedFloorRunner(Runner):
         return self.steps
 
     def release(self) -> None:
-        self.x = self.keep = None
+        self.x = self.delta = self.q = self.nrm = self.keep = None
 
 
 class MotorRunner(Runner):
