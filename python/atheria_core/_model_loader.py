@@ -477,8 +477,11 @@ def aoti_path_for(path: str, grid_size: int) -> str:
 
 def _engine_facts(engine: Any) -> Tuple[str, str, int, int, str]:
     """(backend 'c'/'python', kind 'dense'/'sparse', d_state, grid_size, device) of an engine."""
-    backend = "c" if type(engine).__module__.startswith("atheria_core._core") else "python"
-    kind = "dense" if type(engine).__name__ == "DenseEngine" else "sparse"
+    # atheria_core.Engine / DenseEngine subclass the backend's types (snapshots, ROI,
+    # analysis): the backend is the one a base class comes from.
+    mro = type(engine).__mro__
+    backend = "c" if any(c.__module__.startswith("atheria_core._core") for c in mro) else "python"
+    kind = "dense" if any(c.__name__ == "DenseEngine" for c in mro) else "sparse"
     return backend, kind, int(engine.d_state), int(engine.grid_size), str(getattr(engine, "device", "cpu"))
 
 
