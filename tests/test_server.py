@@ -302,7 +302,7 @@ def test_engine_switch_and_load(server):
     code, r = control(server, {"action": "load", "experiment": "DEMO_UNET"})
     assert code == 200, r
     assert r["status"]["experiment"] == "DEMO_UNET" and r["status"]["step"] == 0
-    assert r["status"]["engine"] == "native" and r["status"]["model_route"] in ("shim", "python")
+    assert r["status"]["engine"] == "native" and r["status"]["model_route"] in ("torchscript-shim", "torchscript-python", "aoti-shim", "aoti-python")
     code, r = control(server, {"action": "load", "experiment": EXP})
     assert code == 200 and r["status"]["experiment"] == EXP
 
