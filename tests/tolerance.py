@@ -74,3 +74,23 @@ def assert_close_f32(actual, desired, tol) -> None:
         i = np.unravel_index(int(np.argmax(err - np.broadcast_to(tol, err.shape))), err.shape)
         raise AssertionError(f"{int(bad.sum())} of {err.size} elements exceed the float32 bound; worst at {i}: "
                              f"|{actual[i]} - {desired[i]}| = {err[i]:.3g} > {np.broadcast_to(tol, err.shape)[i]:.3g}")
+
+
+def reduction_length(ws: Sequence[np.ndarray]) -> int:
+    """Sum over a conv stack's layers of in_channels * k * k (the dot-product lengths)."""
+    return int(sum(int(w.shape[1]) * int(w.shape[-1]) ** 2 for w in ws))
+
+
+def simulation_tol(reference: np.ndarray, ws: Sequence[np.ndarray], steps: int, c: float = 2.0) -> float:
+    """Tolerance for two float32 simulations of ``steps`` steps of a conv-stack rule that
+    differ only in the order of their reductions (e.g. GEMMs of different shapes: sparse
+    tiles vs the whole grid, another BLAS kernel or thread count).
+
+    Rounding errors of a length-K reduction behave like a random walk (Higham & Mary,
+    probabilistic error analysis: ~sqrt(K) u instead of the worst case K u), each step adds
+    its own, and the size is set by the field's magnitude:
+    ``c * u * sqrt(K) * steps * max|reference|``.  For the small test models this is ~1e-5,
+    far below the 1e-4 .. 1e-1 differences of a real defect (e.g. a wrong edge padding).
+    """
+    k = max(1, reduction_length(ws))
+    return float(c * U32 * np.sqrt(k) * max(1, steps) * float(np.max(np.abs(reference))))
