@@ -3,8 +3,10 @@
  * Matter lives in an ath_cellmap; absent cells read as the background
  * (HarmonicVacuum at the current step, or zero).  A step evaluates the
  * matter cells and every cell within the patch radius of them, reads the
- * old field and writes a new map (double buffering), so a failed step
- * leaves the universe unchanged and results do not depend on thread count.
+ * old field and writes the new values to step scratch (double buffering),
+ * committed only when everything succeeded, so a failed step leaves the
+ * universe unchanged; results do not depend on thread count.  The step's
+ * parts are in src/core (engine_internal.h lists the files).
  */
 #ifndef ATHERIA_ENGINE_H
 #define ATHERIA_ENGINE_H
@@ -152,9 +154,11 @@ typedef struct ath_engine_stats {
 } ath_engine_stats;
 void ath_engine_get_stats(const ath_engine *engine, ath_engine_stats *out);
 
-/* Bytes the engine holds: the matter map (storage of the cells) and the
- * step's cached scratch (evaluated-set arrays, tile index, batches, the
- * spare map).  Heap capacities, not RSS: untouched capacity is counted. */
+/* Bytes the engine holds: the matter map (storage of the cells) and its
+ * scratch.  The per-step scratch (evaluated-set arrays, tile index, block
+ * tables, model batches, the spare map) is freed at the end of every step, so
+ * between steps scratch_bytes is the engine struct and a few per-thread values.
+ * Heap capacities, not RSS: untouched capacity is counted. */
 typedef struct ath_engine_memory {
     size_t matter_bytes;
     size_t scratch_bytes;

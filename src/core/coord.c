@@ -1,9 +1,11 @@
 /* Integer lattice coordinates: hashing and Morton (Z-order) sorting. */
 #include "atheria/alloc.h"
 #include "atheria/coord.h"
+#include "coord_internal.h"
 #include "mix.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 
 uint64_t ath_coord_hash(ath_coord c) {
@@ -48,34 +50,88 @@ int ath_coord_compare_morton(const void *pa, const void *pb) {
     return compare_ties(a, b);
 }
 
-typedef struct keyed_coord {
-    uint64_t key;
-    ath_coord c;
-} keyed_coord;
+static int key_less(const ath_coord *coords, const skey *a, const skey *b) {
+    if (a->key != b->key) return a->key < b->key;
+    return ath_coord_compare_morton(&coords[a->idx], &coords[b->idx]) < 0;
+}
 
-static int compare_keyed(const void *pa, const void *pb) {
-    const keyed_coord *a = (const keyed_coord *)pa;
-    const keyed_coord *b = (const keyed_coord *)pb;
-    if (a->key != b->key) return a->key < b->key ? -1 : 1;
-    return compare_ties(&a->c, &b->c);
+/* Stable merge sort of a[0, n) by (key, coordinate) using tmp. */
+static void merge_sort_keys(const ath_coord *coords, skey *a, skey *tmp, size_t n) {
+    size_t width, i;
+    skey *src = a, *dst = tmp;
+    for (width = 1; width < n; width *= 2) {
+        for (i = 0; i < n; i += 2 * width) {
+            size_t l = i, m = i + width < n ? i + width : n, h = i + 2 * width < n ? i + 2 * width : n;
+            size_t p = l, q = m, k = l;
+            while (p < m && q < h) dst[k++] = key_less(coords, &src[q], &src[p]) ? src[q++] : src[p++];
+            while (p < m) dst[k++] = src[p++];
+            while (q < h) dst[k++] = src[q++];
+        }
+        {
+            skey *t = src;
+            src = dst;
+            dst = t;
+        }
+    }
+    if (src != a) memcpy(a, src, n * sizeof *a);
+}
+
+skey *ath_coord_morton_sort_keys(skey *a, skey *tmp, size_t n, const ath_coord *coords) {
+    int pass;
+    size_t i;
+    if (n == 0) return a;
+    for (pass = 0; pass < 8; pass++) {
+        const int shift = pass * 8;
+        size_t count[256], pos = 0;
+        skey *t;
+        memset(count, 0, sizeof count);
+        for (i = 0; i < n; i++) count[(a[i].key >> shift) & 0xFF]++;
+        if (count[(a[0].key >> shift) & 0xFF] == n) continue; /* byte constant */
+        for (i = 0; i < 256; i++) {
+            const size_t c = count[i];
+            count[i] = pos;
+            pos += c;
+        }
+        for (i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 0xFF]++] = a[i];
+        t = a;
+        a = tmp;
+        tmp = t;
+    }
+    if (coords != NULL) {
+        /* runs of equal keys (coordinates that tie beyond the key's 21 bits) by the
+         * comparator; the passes swapped a and tmp, so tmp is the other buffer */
+        skey *scratch = tmp;
+        for (i = 0; i + 1 < n;) {
+            size_t j = i + 1;
+            while (j < n && a[j].key == a[i].key) j++;
+            if (j - i > 1) merge_sort_keys(coords, a + i, scratch + i, j - i);
+            i = j;
+        }
+    }
+    return a;
 }
 
 void ath_coord_sort_morton(ath_coord *coords, size_t n) {
-    keyed_coord *tmp;
+    skey *keys, *tmp, *k;
+    ath_coord *out;
     size_t i;
     if (coords == NULL || n < 2) return;
-    /* Precomputing the keys makes the sort several times faster; without the
-     * scratch memory, fall back to the in-place comparator (same order). */
-    tmp = n <= SIZE_MAX / sizeof *tmp ? (keyed_coord *)ath_malloc(n * sizeof *tmp) : NULL;
-    if (tmp == NULL) {
+    keys = n <= SIZE_MAX / (2 * sizeof *keys) ? (skey *)ath_malloc(2 * n * sizeof *keys) : NULL;
+    out = keys != NULL ? (ath_coord *)ath_malloc(n * sizeof *out) : NULL;
+    if (out == NULL) {
+        /* without scratch memory: the comparator in place (the same order) */
+        ath_free(keys);
         qsort(coords, n, sizeof *coords, ath_coord_compare_morton);
         return;
     }
+    tmp = keys + n;
     for (i = 0; i < n; i++) {
-        tmp[i].key = ath_coord_morton(coords[i]);
-        tmp[i].c = coords[i];
+        keys[i].key = ath_coord_morton(coords[i]);
+        keys[i].idx = (uint64_t)i;
     }
-    qsort(tmp, n, sizeof *tmp, compare_keyed);
-    for (i = 0; i < n; i++) coords[i] = tmp[i].c;
-    ath_free(tmp);
+    k = ath_coord_morton_sort_keys(keys, tmp, n, coords);
+    for (i = 0; i < n; i++) out[i] = coords[k[i].idx];
+    memcpy(coords, out, n * sizeof *out);
+    ath_free(out);
+    ath_free(keys);
 }

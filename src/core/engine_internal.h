@@ -31,15 +31,12 @@
 #include "atheria/alloc.h"
 #include "atheria/engine.h"
 #include "atheria/rule.h"
+#include "coord_internal.h"
 #include "hash_index.h"
 #include "mix.h"
 
 #include <string.h>
 
-typedef struct skey {
-    uint64_t key;
-    uint64_t idx;
-} skey;
 
 #define EMPTY_X INT64_MIN
 #define TILE 4 /* in-plane tile side (cells); a tile's 16 int32 entries are one cache line */

@@ -1,4 +1,5 @@
 /* Sparse Engine step 2: E in Morton order. */
+#include "coord_internal.h"
 #include "engine_internal.h"
 
 #include <math.h>
@@ -8,57 +9,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static int key_less(const ath_engine *e, const skey *a, const skey *b) {
-    if (a->key != b->key) return a->key < b->key;
-    return ath_coord_compare_morton(&e->ecoords[a->idx], &e->ecoords[b->idx]) < 0;
-}
-
-/* Stable merge sort of keys[lo, hi) by (key, coordinate) using tmp. */
-static void merge_sort_keys(const ath_engine *e, skey *a, skey *tmp, size_t n) {
-    size_t width, i;
-    skey *src = a, *dst = tmp;
-    for (width = 1; width < n; width *= 2) {
-        for (i = 0; i < n; i += 2 * width) {
-            size_t l = i, m = i + width < n ? i + width : n, h = i + 2 * width < n ? i + 2 * width : n;
-            size_t p = l, q = m, k = l;
-            while (p < m && q < h) dst[k++] = key_less(e, &src[q], &src[p]) ? src[q++] : src[p++];
-            while (p < m) dst[k++] = src[p++];
-            while (q < h) dst[k++] = src[q++];
-        }
-        {
-            skey *t = src;
-            src = dst;
-            dst = t;
-        }
-    }
-    if (src != a) memcpy(a, src, n * sizeof *a);
-}
-
-/* LSD radix sort of a[0, n) by key (stable); returns the array holding the result (a or tmp). */
-static skey *radix_sort_keys(skey *a, skey *tmp, size_t n) {
-    int pass;
-    size_t i;
-    if (n == 0) return a;
-    for (pass = 0; pass < 8; pass++) {
-        const int shift = pass * 8;
-        size_t count[256], pos = 0;
-        skey *t;
-        memset(count, 0, sizeof count);
-        for (i = 0; i < n; i++) count[(a[i].key >> shift) & 0xFF]++;
-        if (count[(a[0].key >> shift) & 0xFF] == n) continue; /* byte constant */
-        for (i = 0; i < 256; i++) {
-            const size_t c = count[i];
-            count[i] = pos;
-            pos += c;
-        }
-        for (i = 0; i < n; i++) tmp[count[(a[i].key >> shift) & 0xFF]++] = a[i];
-        t = a;
-        a = tmp;
-        tmp = t;
-    }
-    return a;
-}
 
 /* Full Morton sort of E (used when the tile order does not give it: tiles
  * sharing a 4x4x4 Morton cube, i.e. several planes, or keys that tie beyond
@@ -77,16 +27,7 @@ static ath_status sort_cells(ath_engine *e, size_t n, const int64_t *eloc, ath_e
         keys[i].key = ath_coord_morton(e->ecoords[i]);
         keys[i].idx = (uint64_t)i;
     }
-    k = radix_sort_keys(keys, tmp, n);
-    {
-        skey *other = k == keys ? tmp : keys;
-        for (i = 0; i + 1 < n;) {
-            size_t j = i + 1;
-            while (j < n && k[j].key == k[i].key) j++;
-            if (j - i > 1) merge_sort_keys(e, k + i, other, j - i);
-            i = j;
-        }
-    }
+    k = ath_coord_morton_sort_keys(keys, tmp, n, e->ecoords);
     for (i = 0; i < n; i++) {
         const size_t from = (size_t)k[i].idx;
         ct[i] = e->ecoords[from];
@@ -128,7 +69,7 @@ ath_status ath_eng_order_eval_set(ath_engine *e, size_t n, ath_error *err) {
         keys[j].key = ath_coord_morton(ath_coord_make(tc.x * TILE, tc.y * TILE, tc.z));
         keys[j].idx = (uint64_t)j;
     }
-    k = radix_sort_keys(keys, tmp, nt);
+    k = ath_coord_morton_sort_keys(keys, tmp, nt, NULL); /* tile origins: distinct keys per plane */
     for (j = 1; j < nt; j++)
         if ((k[j].key >> 6) == (k[j - 1].key >> 6)) full = 1;
     if (full) {

@@ -128,10 +128,24 @@ static int block_order_cmp(const void *a, const void *b) {
 }
 
 /* Item base of tin_buf: the input region bx of block blk. */
+/* Most 4 x 4 tiles a block's input region covers for the precomputed lookup (halo <= 14). */
+#define GATHER_TILES_MAX 144
+
 static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box bx, ath_cf32 *scratch) {
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
     const int64_t z = e->blocks[blk].z;
     int64_t iy, ix, k, ctx = EMPTY_X, cty = 0, ctz = 0, ct = -1;
+    /* Off a periodic window the region's cells keep their coordinates, so the 4 x 4 tiles
+     * it covers are looked up once per block here rather than once per row they cross. */
+    const int64_t tx0 = ath_eng_tile_of(bx.x0), ty0 = ath_eng_tile_of(bx.y0);
+    const int64_t ntx = ath_eng_tile_of(bx.x0 + W - 1) - tx0 + 1, nty = ath_eng_tile_of(bx.y0 + bx.h - 1) - ty0 + 1;
+    int64_t tl[GATHER_TILES_MAX];
+    const int pre = e->cfg.extent != ATH_EXTENT_PERIODIC && ntx * nty <= GATHER_TILES_MAX;
+    if (pre) {
+        int64_t j, i;
+        for (j = 0; j < nty; j++)
+            for (i = 0; i < ntx; i++) tl[j * ntx + i] = ath_eng_tile_find(e, tx0 + i, ty0 + j, z);
+    }
     for (iy = 0; iy < bx.h; iy++) {
         for (ix = 0; ix < W; ix++) {
             ath_coord c = ath_coord_make(bx.x0 + ix, bx.y0 + iy, z);
@@ -145,7 +159,12 @@ static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box b
                 }
                 continue;
             }
-            idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
+            if (pre) {
+                const int64_t t = tl[(ath_eng_tile_of(c.y) - ty0) * ntx + (ath_eng_tile_of(c.x) - tx0)];
+                idx = t < 0 ? -1 : e->tcells[t * TILE * TILE + ath_eng_tile_local(c)];
+            } else {
+                idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
+            }
             if (idx >= 0) {
                 v = ath_eng_cur_of(e, idx);
             } else {
