@@ -313,6 +313,10 @@ ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_
     }
     if (roi->x1 < roi->x0 || roi->y1 < roi->y0)
         return ath_error_set(err, ATH_ERR_INVALID, "visit_matter: roi needs x0 <= x1 and y0 <= y1");
+    /* half-open: an end may lie one past the coordinate limit */
+    if (!ath_coord_in_limits(ath_coord_make(roi->x0, roi->y0, roi->z)) || roi->x1 > ATH_COORD_LIMIT + 1 ||
+        roi->y1 > ATH_COORD_LIMIT + 1)
+        return ath_error_set(err, ATH_ERR_RANGE, "visit_matter: region out of range (|c| <= 2**60)");
     if (roi->x0 == roi->x1 || roi->y0 == roi->y1 || nm == 0) return ATH_OK;
     bc = (ath_coord *)ath_malloc(VISIT_BATCH * sizeof *bc);
     bs = (ath_cf32 *)ath_malloc(VISIT_BATCH * d * sizeof *bs);
@@ -321,14 +325,34 @@ ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_
         ath_free(bs);
         return ath_error_set(err, ATH_ERR_NOMEM, "visit_matter: out of memory");
     }
-    for (i = 0; i < nm && st == ATH_OK; i++) {
-        const ath_coord c = mc[i];
-        if (c.z != roi->z || c.x < roi->x0 || c.x >= roi->x1 || c.y < roi->y0 || c.y >= roi->y1) continue;
-        bc[n] = c;
-        memcpy(bs + n * d, ms + i * d, d * sizeof(ath_cf32));
-        if (++n == VISIT_BATCH) {
-            st = visit(ctx, bc, bs, n, err);
-            n = 0;
+    if ((double)(roi->x1 - roi->x0) * (double)(roi->y1 - roi->y0) <= (double)nm) {
+        /* A region smaller than the matter: one lookup per region cell, so the
+         * cost grows with the region, not with the universe. */
+        int64_t x, y;
+        for (y = roi->y0; y < roi->y1 && st == ATH_OK; y++) {
+            for (x = roi->x0; x < roi->x1 && st == ATH_OK; x++) {
+                const ath_coord c = ath_coord_make(x, y, roi->z);
+                const ptrdiff_t k = ath_cellmap_find(e->matter, c);
+                if (k < 0) continue;
+                bc[n] = c;
+                memcpy(bs + n * d, ms + (size_t)k * d, d * sizeof(ath_cf32));
+                if (++n == VISIT_BATCH) {
+                    st = visit(ctx, bc, bs, n, err);
+                    n = 0;
+                }
+            }
+        }
+    } else {
+        /* less matter than region cells: filter the matter */
+        for (i = 0; i < nm && st == ATH_OK; i++) {
+            const ath_coord c = mc[i];
+            if (c.z != roi->z || c.x < roi->x0 || c.x >= roi->x1 || c.y < roi->y0 || c.y >= roi->y1) continue;
+            bc[n] = c;
+            memcpy(bs + n * d, ms + i * d, d * sizeof(ath_cf32));
+            if (++n == VISIT_BATCH) {
+                st = visit(ctx, bc, bs, n, err);
+                n = 0;
+            }
         }
     }
     if (st == ATH_OK && n > 0) st = visit(ctx, bc, bs, n, err);
