@@ -57,7 +57,8 @@ def test_wrapper_dense_follows_motor(demo_root):
         w.get_dense_state((0, 0, 10_000, 4))
 
 
-@pytest.mark.parametrize("viz", ["density", "phase", "energy", "real", "imag", "gradient"])
+@pytest.mark.parametrize("viz", ["density", "phase", "energy", "real", "imag", "gradient", "holographic",
+                                 "holographic_bulk"])
 def test_wrapper_visualization_payload_matches_motor(demo_root, viz):
     _, w, motor = _pair(demo_root, "DEMO_LOCAL_CONV")
     w.evolve_step(3)
@@ -65,9 +66,11 @@ def test_wrapper_visualization_payload_matches_motor(demo_root, viz):
     a = w.get_visualization_data(viz, roi=(2, 2, 30, 20))
     b = motor.get_visualization_data(viz, roi=(2, 2, 30, 20))
     assert set(a) == set(b)
-    assert a["shape"] == b["shape"] == (18, 28)
+    assert a["shape"] == b["shape"] == {"holographic": (18, 28, 3), "holographic_bulk": (5, 18, 28)}.get(viz, (18, 28))
     assert a["step"] == b["step"] == 3
+    assert (a["engine"], b["engine"]) == ("native", "python")
     np.testing.assert_allclose(a["data"], b["data"], atol=2e-4, rtol=1e-4)
+    np.testing.assert_allclose([a["min"], a["max"]], [b["min"], b["max"]], atol=2e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("action,params", [("vortex", {"strength": 2.0, "radius": 6}),

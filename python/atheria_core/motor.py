@@ -416,12 +416,13 @@ class AetheriaMotor(MotorAPI):
 
         Returns ``{"type", "data": float32 (h, w), or (h, w, 3) / (5, h, w) for holographic /
         holographic_bulk, "min", "max", "step", "shape": data.shape,
-        "roi": (x0, y0, x1, y1), "channel"}``.
+        "roi": (x0, y0, x1, y1), "channel", "engine": "python"}``.
         """
         r = _check_roi(roi, self.grid_size, self.grid_size)
         data = visualization_numpy(self.get_dense_state(r), viz_type, channel)
         return {"type": viz_type, "data": data, "min": float(data.min()), "max": float(data.max()),
-                "step": self.step_count, "shape": tuple(data.shape), "roi": r, "channel": int(channel)}
+                "step": self.step_count, "shape": tuple(data.shape), "roi": r, "channel": int(channel),
+                "engine": "python"}
 
     # ------------------------------------------------------------------ tools
     @torch.no_grad()

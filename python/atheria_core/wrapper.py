@@ -303,7 +303,8 @@ class NativeEngineWrapper(WrapperAPI):
 
     def get_visualization_data(self, viz_type: str = "density", roi: Optional[Sequence[int]] = None,
                                channel: int = 0) -> Dict[str, Any]:
-        """The payload of ``AetheriaMotor.get_visualization_data``, computed in C.
+        """The payload of ``AetheriaMotor.get_visualization_data``, computed in C
+        (``"engine": "native"`` where the motor says ``"python"``).
 
         ``roi`` None uses the wrapper's :attr:`roi_manager` (the whole grid unless set)."""
         eng = self._require_engine()
@@ -311,7 +312,7 @@ class NativeEngineWrapper(WrapperAPI):
         data = eng.compute_visualization(viz_type, r, channel=channel)
         return {"type": viz_type, "data": data, "min": float(data.min()), "max": float(data.max()),
                 "step": int(eng.get_step_count()), "shape": tuple(data.shape), "roi": r,
-                "channel": int(channel)}
+                "channel": int(channel), "engine": "native"}
 
     def apply_tool(self, action: str, params: Optional[Mapping[str, Any]] = None) -> None:
         """collapse / vortex / wave (docs/tools.md), all-or-nothing."""
