@@ -26,9 +26,10 @@ import math
 import os
 import re
 import reprlib
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+from ._atomic import atomic_write_bytes  # noqa: F401  (re-exported: part of this module's API)
 
 logger = logging.getLogger(__name__)
 
@@ -104,40 +105,6 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: PathLike, data: Union[bytes, Callable[[io.BufferedWriter], None]]) -> None:
-    """Writes ``data`` (bytes, or a function writing to a binary file object) to ``path``
-    atomically: temporary file in the same directory, flush + fsync, ``os.replace``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            if callable(data):
-                data(fh)
-            else:
-                fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _sidecar(path: str) -> str:

@@ -18,12 +18,13 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from collections import deque
 from typing import Any, Deque, Dict, Mapping, Optional
 
 import numpy as np
+
+from ._atomic import atomic_write_bytes
 
 logger = logging.getLogger("atheria_core")
 
@@ -273,28 +274,10 @@ def write_snapshot_file(path: Any, snap: Snapshot) -> str:
         except OSError as exc:
             raise SnapshotError(str(exc), kind="io", path=path) from exc
         return path
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:   # the rename itself is durable once the directory is synced
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise SnapshotError(str(exc), kind="io", path=path) from exc
     return path
 
 
