@@ -219,6 +219,38 @@ def test_ws_frames_density_phase_and_roi(server):
     np.testing.assert_allclose(part["data"], full["data"][8:28, 4:20], atol=1e-6)
 
 
+def test_parse_view_channel_bounds():
+    """The view's channel is a state channel, except for holographic_bulk where it picks one
+    of the stack's 5 layers (whatever d_state is)."""
+    types = ["density", "holographic_bulk"]
+    assert P.parse_view({"viz": "holographic_bulk", "channel": 4}, types, 32, 2).channel == 4
+    assert P.parse_view({"viz": "density", "channel": 1}, types, 32, 2).channel == 1
+    for viz, bad in (("holographic_bulk", 5), ("density", 2)):
+        with pytest.raises(P.ProtocolError):
+            P.parse_view({"viz": viz, "channel": bad}, types, 32, 2)
+
+
+def test_ws_holographic_bulk_layers(server):
+    """Each layer of the bulk stack reaches the client: layer 0 is the density map, the last
+    layer is four blurs of it (zero padding darkens the border, the interior stays ~1)."""
+    control(server, {"action": "pause"})
+    control(server, {"action": "step", "n": 2})
+    names = status(server)["viz_types"]
+    assert "holographic_bulk" in names
+    idx = names.index("holographic_bulk")
+    layers = []
+    for layer in (0, 4):
+        _, (fr,) = run(_ws_frames(server.url, 1, {"action": "view", "viz": "holographic_bulk", "channel": layer},
+                                  until=lambda f: f["viz_index"] == idx))
+        assert fr["channels"] == 1 and (fr["width"], fr["height"]) == (32, 32)
+        layers.append(fr["data"])
+    # after a step every cell is normalised (density 1); four blurs keep the interior and
+    # darken the corner by the zero padding (one blur alone gives 9/16 there)
+    np.testing.assert_allclose(layers[0], 1.0, atol=1e-4)
+    assert float(layers[1][0, 0]) < 9 / 16
+    np.testing.assert_allclose(layers[1][8:24, 8:24], 1.0, atol=1e-4)
+
+
 def test_tool_changes_only_the_disc(server):
     control(server, {"action": "pause"})
     names = status(server)["viz_types"]

@@ -222,8 +222,17 @@ def parse_view(msg: Mapping[str, Any], viz_types: Sequence[str], grid_size: int,
             raise ProtocolError(f"'roi' {roi} must satisfy 0 <= x0 < x1 <= {grid_size} and "
                                 f"0 <= y0 < y1 <= {grid_size}")
         roi = (x0, y0, x1, y1)
-    channel = _int_in(msg, "channel", 0, max(0, d_state - 1), 0)
+    channel = _int_in(msg, "channel", 0, max_channel(viz, d_state), 0)
     return View(viz=viz, roi=roi, channel=channel)
+
+
+#: Layers of the ``holographic_bulk`` stack (density, then 4 blurs).
+BULK_LAYERS = 5
+
+
+def max_channel(viz: str, d_state: int) -> int:
+    """Largest valid ``channel`` of a view: the layer of ``holographic_bulk``, else the state channel."""
+    return BULK_LAYERS - 1 if viz == "holographic_bulk" else max(0, d_state - 1)
 
 
 def parse_control(msg: Mapping[str, Any], *, experiments: Sequence[str] = (), grid_size: int = 0,

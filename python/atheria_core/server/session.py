@@ -25,7 +25,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .protocol import MAX_FRAME_SIDE, Command, View, as_frame_array, encode_frame
+from .protocol import MAX_FRAME_SIDE, Command, View, as_frame_array, encode_frame, max_channel
 
 logger = logging.getLogger(__name__)
 
@@ -465,7 +465,8 @@ class EngineSession:
             for key, v in list(self._views.items()):
                 roi_ok = v.roi is None or (v.roi[2] <= g and v.roi[3] <= g)
                 self._views[key] = View(v.viz if v.viz in fields["viz_types"] else "density",
-                                        v.roi if roi_ok else None, v.channel if v.channel < fields["d_state"] else 0)
+                                        v.roi if roi_ok else None,
+                                        v.channel if v.channel <= max_channel(v.viz, fields["d_state"]) else 0)
         self._set_status(experiment=name, step=self._step(), running=self._running, error=None,
                          matter_count=self._matter_count(), snapshots=self._list_snapshots(name),
                          history_len=len(self._history) if self._history is not None else 0, **fields)
@@ -647,7 +648,9 @@ class EngineSession:
 
     def _render(self, motor: Any, view: View) -> Optional[bytes]:
         try:
-            vd = motor.get_visualization_data(view.viz, roi=view.roi, channel=view.channel)
+            # holographic_bulk: the view's channel is the layer of the stack, not a state channel
+            state_channel = 0 if view.viz == "holographic_bulk" else view.channel
+            vd = motor.get_visualization_data(view.viz, roi=view.roi, channel=state_channel)
         except (ValueError, TypeError) as exc:
             logger.warning("cannot render %s: %s", view, exc)
             return None
