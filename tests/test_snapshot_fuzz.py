@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 
 import atheria_core  # noqa: E402
 from atheria_core import Snapshot, SnapshotError  # noqa: E402
@@ -78,13 +78,15 @@ def test_every_truncation(n):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.sampled_from(["engine", "step", "options", "model", "memory"]),
+@given(st.dictionaries(st.sampled_from(["engine", "step", "options", "model", "memory", "inner"]),
                        st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=8),
                                  st.sampled_from(["Engine", "DenseEngine", "AetheriaMotor", "NativeEngineWrapper"]),
                                  st.dictionaries(st.text(max_size=6), st.integers(-2, 70), max_size=4))),
        st.dictionaries(st.sampled_from(["coords", "states", "field", "memory_h", "model_w0"]),
                        st.sampled_from([np.zeros((2, 3), np.int64), np.ones((2, 2), np.complex64),
                                         np.zeros((0,), np.float32)]), max_size=3))
+@example(meta={"model": 0, "engine": "AetheriaMotor", "step": 0}, arrays={})   # found by CI's Hypothesis run
+@example(meta={"inner": 1, "engine": "NativeEngineWrapper", "step": 0}, arrays={})
 def test_well_formed_files_with_nonsense_content(meta, arrays):
     # a CRC-valid file whose meta / arrays make no sense must still be refused cleanly
     _read(Snapshot(meta, arrays).to_bytes())

@@ -170,6 +170,14 @@ class Snapshot:
             raise SnapshotError(f"snapshot {source}: meta lacks 'engine' or 'step'", kind="corrupt", path=source)
         if isinstance(meta["step"], bool) or not isinstance(meta["step"], int):
             raise SnapshotError(f"snapshot {source}: step is not an integer", kind="corrupt", path=source)
+        # The sections every loader reads as objects: checked once here, so a well-formed file
+        # with nonsense in them is a SnapshotError, never an AttributeError deeper down.
+        for key in _OBJECT_FIELDS:
+            if meta.get(key) is not None and not isinstance(meta[key], dict):
+                raise SnapshotError(f"snapshot {source}: '{key}' is not a JSON object", kind="corrupt",
+                                    path=source)
+        if meta.get("inner") is not None:   # the wrapper's snapshot holds its engine's
+            cls._checked(meta["inner"], arrays, source)
         snap = cls.__new__(cls)
         snap.meta, snap.arrays = meta, arrays
         return snap
@@ -254,6 +262,10 @@ class Snapshot:
         if meta is None:
             raise fail("corrupt", "no meta section")
         return cls._checked(meta, arrays, source)
+
+
+#: meta fields that are JSON objects (or null) wherever they appear.
+_OBJECT_FIELDS = ("options", "model", "memory", "inner")
 
 
 def _c_codec():
