@@ -12,6 +12,18 @@ if os.path.join(ROOT, "python") not in sys.path:
     sys.path.insert(0, os.path.join(ROOT, "python"))
 
 
+try:  # Hypothesis: the suite runs a fixed, reproducible exploration ("ci", the default) so a
+    # submission's CI cannot fail by the luck of the draw; HYPOTHESIS_PROFILE=explore draws fresh
+    # examples (and the long fuzz campaigns are fuzz/, docs/build.md).
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+    _hyp_settings.register_profile("explore", deadline=None)
+    _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is in the dev extra; its tests import it themselves
+    pass
+
+
 def _load(name: str):
     if name == "c":
         # The compiled backend must be built for the suite: a missing build is
