@@ -28,7 +28,10 @@ export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:detect_odr_violation=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONMALLOC=debug
-nice -n 5 "$PY" -m pytest -q -p no:cacheprovider tests "$@"
+# The load test's bounded-memory assertion measures the server's RSS, which ASan's
+# quarantine and shadow memory make meaningless: it runs (unsanitized) in the normal suite.
+nice -n 5 "$PY" -m pytest -q -p no:cacheprovider tests \
+    --deselect tests/test_server_load.py::test_load_many_clients_bad_messages_and_stuck_readers "$@"
 unset LD_PRELOAD PYTHONMALLOC
 # the pure-C programs under the sanitizers, leaks included
 mkdir -p build

@@ -45,7 +45,10 @@ def test_viewer_end_to_end(demo_root, tmp_path):
                      "--max-fps", "20")
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            # the browser is not ours to sanitize: under scripts/run_sanitizers.sh the
+            # LD_PRELOADed ASan runtime would hang chromium's start (the server keeps it)
+            env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC")}
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"], env=env)
             try:
                 page = browser.new_page(viewport={"width": 1160, "height": 700})
                 errors = []
