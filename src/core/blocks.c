@@ -1,8 +1,8 @@
-/* Persistent leaf-block storage of sparse matter (blocks.h): build, lookup, accounting. */
+/* Persistent leaf-block storage of matter (blocks.h): lookup, insertion, accounting. */
 #include "blocks.h"
 
 #include "atheria/alloc.h"
-#include "coord_internal.h"
+#include "atheria/sparse_map.h"
 #include "hash_index.h"
 #include "mix.h"
 
@@ -19,34 +19,45 @@ static uint64_t key_hash(const void *keys, uint32_t e) {
 static int key_eq(const void *keys, uint32_t e, const void *key) {
     return ath_coord_equal(((const ath_coord *)keys)[e], *(const ath_coord *)key);
 }
+static inline ath_hindex index_of(const ath_blocks *b) {
+    ath_hindex ix;
+    ix.slots = b->hslots;
+    ix.size = b->hsize;
+    return ix;
+}
 
 void ath_blocks_init(ath_blocks *b, int64_t d_state) {
     memset(b, 0, sizeof *b);
     b->d = d_state;
 }
 
-void ath_blocks_free(ath_blocks *b) {
+void ath_blocks_release(ath_blocks *b) {
+    ath_free(b->states);
+    ath_free(b->back);
     ath_free(b->key);
     ath_free(b->mask);
-    ath_free(b->first);
-    ath_free(b->states);
-    ath_free(b->slots);
+    ath_free(b->slot);
+    ath_free(b->hslots);
     ath_blocks_init(b, b->d);
 }
 
-int64_t ath_blocks_find_leaf(const ath_blocks *b, int64_t tx, int64_t ty, int64_t z) {
-    ath_hindex ix;
-    const ath_coord key = ath_coord_make(tx, ty, z);
-    ix.slots = b->slots;
-    ix.size = b->nslots;
-    return ath_hindex_find(&ix, leaf_hash(tx, ty, z), b->key, &key, key_eq);
+void ath_blocks_clear(ath_blocks *b) {
+    ath_hindex ix = index_of(b);
+    ath_hindex_clear(&ix);
+    b->ncells = 0;
+    b->nleaves = 0;
 }
 
-void ath_blocks_accessor_init(ath_blocks_accessor *a, const ath_blocks *b) {
-    a->b = b;
-    a->tx = a->ty = 0;
-    a->tz = INT64_MIN;
-    a->leaf = -1;
+void ath_blocks_swap(ath_blocks *a, ath_blocks *b) {
+    ath_blocks t = *a;
+    *a = *b;
+    *b = t;
+}
+
+int64_t ath_blocks_find_leaf(const ath_blocks *b, int64_t tx, int64_t ty, int64_t z) {
+    const ath_hindex ix = index_of(b);
+    const ath_coord key = ath_coord_make(tx, ty, z);
+    return ath_hindex_find(&ix, leaf_hash(tx, ty, z), b->key, &key, key_eq);
 }
 
 int64_t ath_blocks_find(const ath_blocks *b, ath_coord c) {
@@ -55,190 +66,214 @@ int64_t ath_blocks_find(const ath_blocks *b, ath_coord c) {
     return ath_blocks_accessor_find(&a, c);
 }
 
-ath_coord ath_blocks_cell_coord(const ath_blocks *b, size_t l, int m) {
-    const ath_coord k = b->key[l];
-    int64_t lx, ly;
-    ath_leaf_local(m, &lx, &ly);
-    return ath_coord_make(k.x * ATH_LEAF + lx, k.y * ATH_LEAF + ly, k.z);
+ath_coord ath_blocks_coord(const ath_blocks *b, size_t j) {
+    const size_t leaf = b->back[j];
+    const uint32_t *s = b->slot + leaf * ATH_LEAF_CELLS;
+    int l = 0;
+    while (l < ATH_LEAF_CELLS - 1 && s[l] != (uint32_t)j) l++;
+    return ath_blocks_leaf_cell(b, leaf, l);
 }
 
 size_t ath_blocks_memory_bytes(const ath_blocks *b) {
-    return b->nleaves * (sizeof(ath_coord) + sizeof(ath_leaf_mask) + sizeof(uint32_t)) +
-           b->ncells * (size_t)b->d * sizeof(ath_cf32) + b->nslots * sizeof(uint32_t);
+    return b->cells_cap * ((size_t)b->d * sizeof(ath_cf32) + sizeof(uint32_t)) +
+           b->leaves_cap * (sizeof(ath_coord) + sizeof(uint16_t) + ATH_LEAF_CELLS * sizeof(uint32_t)) +
+           b->hsize * sizeof(uint32_t);
 }
 
-/* Leaf number of (tx, ty, z) in the build's growing table, created if absent; -1: no memory. */
-static int64_t build_leaf(ath_coord **lk, ath_leaf_mask **lm, size_t *nl, size_t *lcap, uint32_t **slots,
-                          size_t *nslots, ath_coord key) {
+void ath_blocks_truncate(ath_blocks *b, size_t ncells0, size_t nleaves0) {
+    size_t j;
+    ath_hindex ix = index_of(b);
+    for (j = b->ncells; j-- > ncells0;) {
+        const size_t leaf = b->back[j];
+        uint32_t *s = b->slot + leaf * ATH_LEAF_CELLS;
+        int l;
+        for (l = 0; l < ATH_LEAF_CELLS; l++)
+            if (s[l] == (uint32_t)j) {
+                s[l] = ATH_LEAF_EMPTY;
+                b->mask[leaf] = (uint16_t)(b->mask[leaf] & ~(1u << l));
+            }
+    }
+    b->ncells = ncells0;
+    for (j = b->nleaves; j-- > nleaves0;) {
+        const ath_coord k = b->key[j];
+        int found;
+        const size_t s = ath_hindex_probe(&ix, leaf_hash(k.x, k.y, k.z), b->key, &k, key_eq, &found);
+        if (found) ath_hindex_erase(&ix, s, b->key, key_hash);
+    }
+    b->nleaves = nleaves0;
+}
+
+static size_t grown(size_t cap, size_t need) {
+    size_t c = cap + cap / 2;
+    return c > need ? c : need;
+}
+
+/* Leaf of key, created (empty) if absent; -1 on allocation failure (nothing created). */
+static int64_t leaf_get(ath_blocks *b, ath_coord key) {
     const uint64_t h = leaf_hash(key.x, key.y, key.z);
-    ath_hindex ix;
-    size_t s;
-    int found;
-    ix.slots = *slots;
-    ix.size = *nslots;
-    s = ath_hindex_probe(&ix, h, *lk, &key, key_eq, &found);
-    if (found) return (int64_t)(*slots)[s];
-    if (2 * (*nl + 1) > *nslots) {
-        const size_t ns = 2 * *nslots;
+    ath_hindex ix = index_of(b);
+    size_t s = 0;
+    int found = 0, l;
+    if (ix.size > 0) {
+        s = ath_hindex_probe(&ix, h, b->key, &key, key_eq, &found);
+        if (found) return (int64_t)b->hslots[s];
+    }
+    if (b->nleaves + 1 > b->leaves_cap) {
+        const size_t nc = grown(b->leaves_cap, 64);
+        ath_coord *k2;
+        uint16_t *m2;
+        uint32_t *s2;
+        if (nc > ((size_t)1 << 31)) return -1;
+        k2 = (ath_coord *)ath_realloc(b->key, nc * sizeof *k2);
+        if (k2 == NULL) return -1;
+        b->key = k2;
+        m2 = (uint16_t *)ath_realloc(b->mask, nc * sizeof *m2);
+        if (m2 == NULL) return -1;
+        b->mask = m2;
+        s2 = (uint32_t *)ath_realloc(b->slot, nc * ATH_LEAF_CELLS * sizeof *s2);
+        if (s2 == NULL) return -1;
+        b->slot = s2;
+        b->leaves_cap = nc;
+    }
+    if (2 * (b->nleaves + 1) > b->hsize) {
+        const size_t ns = ath_hindex_size_for(b->nleaves + 1);
         uint32_t *t = (uint32_t *)ath_malloc(ns * sizeof *t);
         if (t == NULL) return -1;
-        ath_free(*slots);
-        *slots = t;
-        *nslots = ns;
-        ix.slots = t;
-        ix.size = ns;
+        ath_free(b->hslots);
+        b->hslots = t;
+        b->hsize = ns;
+        ix = index_of(b);
         ath_hindex_clear(&ix);
-        ath_hindex_insert_all(&ix, *nl, *lk, key_hash);
-        s = ath_hindex_probe(&ix, h, *lk, &key, key_eq, &found);
+        ath_hindex_insert_all(&ix, b->nleaves, b->key, key_hash);
+        s = ath_hindex_probe(&ix, h, b->key, &key, key_eq, &found);
     }
-    if (*nl + 1 > *lcap) {
-        const size_t nc = *lcap > 0 ? 2 * *lcap : 64;
-        ath_coord *k2 = (ath_coord *)ath_realloc(*lk, nc * sizeof **lk);
-        ath_leaf_mask *m2;
-        if (k2 == NULL) return -1;
-        *lk = k2;
-        m2 = (ath_leaf_mask *)ath_realloc(*lm, nc * sizeof **lm);
-        if (m2 == NULL) return -1;
-        *lm = m2;
-        *lcap = nc;
-    }
-    (*lk)[*nl] = key;
-    (*lm)[*nl] = 0;
-    (*slots)[s] = (uint32_t)*nl;
-    return (int64_t)(*nl)++;
+    b->key[b->nleaves] = key;
+    b->mask[b->nleaves] = 0;
+    for (l = 0; l < ATH_LEAF_CELLS; l++) b->slot[b->nleaves * ATH_LEAF_CELLS + (size_t)l] = ATH_LEAF_EMPTY;
+    b->hslots[s] = (uint32_t)b->nleaves;
+    return (int64_t)b->nleaves++;
 }
 
-ath_status ath_blocks_build(ath_blocks *b, size_t n, const ath_coord *coords, const ath_cf32 *states,
-                            ath_error *err) {
-    const size_t d = (size_t)b->d;
-    ath_coord *lk = NULL, *origin = NULL, *nkey = NULL;
-    ath_leaf_mask *lm = NULL, *nmask = NULL;
-    uint32_t *tslots = NULL, *nfirst = NULL, *perm = NULL, *nslots_p = NULL;
-    ath_cf32 *nstates = NULL;
-    skey *keys = NULL, *tmp = NULL, *k;
-    size_t nl = 0, lcap = 0, tns = ATH_HINDEX_MIN, i, fs = 0, nns = 0;
-    ath_status st = ATH_OK;
-    if (n >= ((size_t)1 << 31)) return ath_error_set(err, ATH_ERR_INVALID, "blocks: more than 2**31 cells");
-    tslots = (uint32_t *)ath_malloc(tns * sizeof *tslots);
-    if (tslots == NULL) goto nomem;
-    memset(tslots, 0xFF, tns * sizeof *tslots);
-    /* 1: the leaves and their masks */
+/* Gives back spare capacity (a failed shrink keeps the larger block: nothing is lost). */
+static void shrink_leaves(ath_blocks *b) {
+    const size_t nc = b->nleaves > 0 ? b->nleaves : 1;
+    ath_coord *k2;
+    uint16_t *m2;
+    uint32_t *s2;
+    if (nc >= b->leaves_cap) return;
+    k2 = (ath_coord *)ath_realloc(b->key, nc * sizeof *k2);
+    if (k2 == NULL) return;
+    b->key = k2;
+    b->leaves_cap = nc; /* from here every array holds >= nc leaves: the common bound */
+    m2 = (uint16_t *)ath_realloc(b->mask, nc * sizeof *m2);
+    if (m2 == NULL) return;
+    b->mask = m2;
+    s2 = (uint32_t *)ath_realloc(b->slot, nc * ATH_LEAF_CELLS * sizeof *s2);
+    if (s2 != NULL) b->slot = s2;
+}
+
+static void shrink_cells(ath_blocks *b) {
+    const size_t nc = b->ncells > 0 ? b->ncells : 1;
+    ath_cf32 *s2;
+    uint32_t *b2;
+    if (nc >= b->cells_cap) return;
+    s2 = (ath_cf32 *)ath_realloc(b->states, nc * (size_t)b->d * sizeof *s2);
+    if (s2 == NULL) return;
+    b->states = s2;
+    b->cells_cap = nc; /* both arrays hold >= nc cells */
+    b2 = (uint32_t *)ath_realloc(b->back, nc * sizeof *b2);
+    if (b2 != NULL) b->back = b2;
+}
+
+ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords, const ath_cf32 *states,
+                               ath_error *err) {
+    const size_t d = (size_t)b->d, nc0 = b->ncells, nl0 = b->nleaves;
+    size_t i, fresh = 0, need;
+    if (n == 0) return ATH_OK;
+    if (n > ATH_CELLMAP_MAX_CELLS)
+        return ath_error_set(err, ATH_ERR_RANGE, "cell map: %zu cells exceed the limit of %zu", n,
+                             (size_t)ATH_CELLMAP_MAX_CELLS);
+    /* 1: every leaf (new leaves are empty, dropped again on failure); an upper bound of the new cells */
     for (i = 0; i < n; i++) {
         const ath_coord c = coords[i];
-        const int64_t l =
-            build_leaf(&lk, &lm, &nl, &lcap, &tslots, &tns, ath_coord_make(ath_leaf_of(c.x), ath_leaf_of(c.y), c.z));
-        if (l < 0) goto nomem;
-        lm[l] = (ath_leaf_mask)(lm[l] | (ath_leaf_mask)((ath_leaf_mask)1 << ath_leaf_morton(c.x & (ATH_LEAF - 1),
-                                                                                             c.y & (ATH_LEAF - 1))));
-    }
-    /* 2: leaves in Morton order of their origins (ties: ath_coord_compare_morton) */
-    if (nl > 0) {
-        keys = (skey *)ath_malloc(nl * sizeof *keys);
-        tmp = (skey *)ath_malloc(nl * sizeof *tmp);
-        origin = (ath_coord *)ath_malloc(nl * sizeof *origin);
-        perm = (uint32_t *)ath_malloc(nl * sizeof *perm);
-        nkey = (ath_coord *)ath_malloc(nl * sizeof *nkey);
-        nmask = (ath_leaf_mask *)ath_malloc(nl * sizeof *nmask);
-        nfirst = (uint32_t *)ath_malloc(nl * sizeof *nfirst);
-        if (keys == NULL || tmp == NULL || origin == NULL || perm == NULL || nkey == NULL || nmask == NULL ||
-            nfirst == NULL)
-            goto nomem;
-        for (i = 0; i < nl; i++) {
-            origin[i] = ath_coord_make(lk[i].x * ATH_LEAF, lk[i].y * ATH_LEAF, lk[i].z);
-            keys[i].key = ath_coord_morton(origin[i]);
-            keys[i].idx = (uint64_t)i;
+        const int64_t leaf = leaf_get(b, ath_coord_make(ath_leaf_of(c.x), ath_leaf_of(c.y), c.z));
+        if (leaf < 0) {
+            ath_blocks_truncate(b, nc0, nl0);
+            return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
         }
-        k = ath_coord_morton_sort_keys(keys, tmp, nl, origin);
-        for (i = 0; i < nl; i++) {
-            const size_t from = (size_t)k[i].idx;
-            nkey[i] = lk[from];
-            nmask[i] = lm[from];
-            nfirst[i] = (uint32_t)fs;
-            perm[from] = (uint32_t)i;
-            fs += (size_t)__builtin_popcountll((unsigned long long)nmask[i]);
+        fresh += b->slot[(size_t)leaf * ATH_LEAF_CELLS + (size_t)ath_leaf_local(c)] == ATH_LEAF_EMPTY;
+    }
+    need = nc0 + fresh;
+    if (need > ATH_CELLMAP_MAX_CELLS) {
+        ath_blocks_truncate(b, nc0, nl0);
+        return ath_error_set(err, ATH_ERR_RANGE, "cell map: %zu cells exceed the limit of %zu", need,
+                             (size_t)ATH_CELLMAP_MAX_CELLS);
+    }
+    /* 2: room for the values */
+    if (need > b->cells_cap) {
+        const size_t cap = b->cells_cap == 0 ? need : grown(b->cells_cap, need);
+        ath_cf32 *s2 = (ath_cf32 *)ath_realloc(b->states, cap * d * sizeof *s2);
+        uint32_t *b2;
+        if (s2 == NULL) {
+            ath_blocks_truncate(b, nc0, nl0);
+            return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (%zu cells)", need);
         }
-        nns = ath_hindex_size_for(nl);
-        nslots_p = (uint32_t *)ath_malloc(nns * sizeof *nslots_p);
-        nstates = (ath_cf32 *)ath_malloc((fs > 0 ? fs : 1) * d * sizeof *nstates);
-        if (nslots_p == NULL || nstates == NULL) goto nomem;
+        b->states = s2;
+        b2 = (uint32_t *)ath_realloc(b->back, cap * sizeof *b2);
+        if (b2 == NULL) {
+            ath_blocks_truncate(b, nc0, nl0);
+            return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (%zu cells)", need);
+        }
+        b->back = b2;
+        b->cells_cap = cap;
     }
-    /* 3: each value at its leaf's first plus its rank in the mask (a later duplicate overwrites) */
-    for (i = 0; i < n; i++) {
-        const ath_coord c = coords[i];
-        const ath_coord key = ath_coord_make(ath_leaf_of(c.x), ath_leaf_of(c.y), c.z);
-        ath_hindex ix;
-        int64_t l;
-        int m;
-        ath_leaf_mask bit;
-        ix.slots = tslots;
-        ix.size = tns;
-        l = perm[ath_hindex_find(&ix, leaf_hash(key.x, key.y, key.z), lk, &key, key_eq)];
-        m = ath_leaf_morton(c.x & (ATH_LEAF - 1), c.y & (ATH_LEAF - 1));
-        bit = (ath_leaf_mask)((ath_leaf_mask)1 << m);
-        memcpy(nstates + ((size_t)nfirst[l] + (size_t)__builtin_popcountll(
-                                                  (unsigned long long)(nmask[l] & (ath_leaf_mask)(bit - 1)))) * d,
-               states + i * d, d * sizeof *nstates);
+    /* 3: insert / overwrite (cannot fail) */
+    {
+        ath_blocks_accessor a;
+        ath_blocks_accessor_init(&a, b);
+        for (i = 0; i < n; i++) {
+            const ath_coord c = coords[i];
+            const int l = ath_leaf_local(c);
+            uint32_t *s;
+            size_t leaf;
+            (void)ath_blocks_accessor_find(&a, c);
+            leaf = (size_t)a.leaf;
+            s = b->slot + leaf * ATH_LEAF_CELLS + l;
+            if (*s == ATH_LEAF_EMPTY) {
+                *s = (uint32_t)b->ncells;
+                b->back[b->ncells++] = (uint32_t)leaf;
+                b->mask[leaf] = (uint16_t)(b->mask[leaf] | (1u << l));
+            }
+            memcpy(b->states + (size_t)*s * d, states + i * d, d * sizeof(ath_cf32));
+        }
     }
-    if (nl > 0) {
-        ath_hindex ix;
-        ix.slots = nslots_p;
-        ix.size = nns;
-        ath_hindex_clear(&ix);
-        ath_hindex_insert_all(&ix, nl, nkey, key_hash);
-    }
-    ath_free(b->key);
-    ath_free(b->mask);
-    ath_free(b->first);
-    ath_free(b->states);
-    ath_free(b->slots);
-    b->key = nkey;
-    b->mask = nmask;
-    b->first = nfirst;
-    b->states = nstates;
-    b->slots = nslots_p;
-    b->nslots = nns;
-    b->nleaves = nl;
-    b->ncells = fs;
-    nkey = NULL;
-    nmask = NULL;
-    nfirst = NULL;
-    nstates = NULL;
-    nslots_p = NULL;
-    goto out;
-nomem:
-    st = ath_error_set(err, ATH_ERR_NOMEM, "blocks: out of memory (%zu cells)", n);
-out:
-    ath_free(lk);
-    ath_free(lm);
-    ath_free(tslots);
-    ath_free(keys);
-    ath_free(tmp);
-    ath_free(origin);
-    ath_free(perm);
-    ath_free(nkey);
-    ath_free(nmask);
-    ath_free(nfirst);
-    ath_free(nstates);
-    ath_free(nslots_p);
-    return st;
+    /* a call that made at least half of the store (a bulk load, a step's commit) gives back
+     * the growth slack; small calls keep it, so repeated insertions stay amortised O(1) */
+    if (2 * (b->nleaves - nl0) >= b->nleaves) shrink_leaves(b);
+    if (2 * (b->ncells - nc0) >= b->ncells) shrink_cells(b);
+    return ATH_OK;
 }
 
 ath_status ath_blocks_validate(const ath_blocks *b, ath_error *err) {
-    size_t l, fs = 0;
-    for (l = 0; l < b->nleaves; l++) {
-        const ath_coord k = b->key[l];
-        if (b->mask[l] == 0) return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaf %zu has no active cell", l);
-        if (b->first[l] != fs) return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaf %zu first is wrong", l);
-        if (ath_blocks_find_leaf(b, k.x, k.y, k.z) != (int64_t)l)
-            return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaf %zu not reached by the index", l);
-        if (l > 0) {
-            const ath_coord a = ath_coord_make(b->key[l - 1].x * ATH_LEAF, b->key[l - 1].y * ATH_LEAF, b->key[l - 1].z);
-            const ath_coord c = ath_coord_make(k.x * ATH_LEAF, k.y * ATH_LEAF, k.z);
-            if (ath_coord_compare_morton(&a, &c) >= 0)
-                return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaves %zu, %zu out of Morton order", l - 1, l);
+    size_t leaf, cells = 0, j;
+    for (leaf = 0; leaf < b->nleaves; leaf++) {
+        const ath_coord k = b->key[leaf];
+        int l;
+        if (b->mask[leaf] == 0) return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaf %zu is empty", leaf);
+        if (ath_blocks_find_leaf(b, k.x, k.y, k.z) != (int64_t)leaf)
+            return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaf %zu not reached by the index", leaf);
+        for (l = 0; l < ATH_LEAF_CELLS; l++) {
+            const uint32_t s = b->slot[leaf * ATH_LEAF_CELLS + (size_t)l];
+            if ((s != ATH_LEAF_EMPTY) != ((b->mask[leaf] >> l) & 1u))
+                return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaf %zu mask disagrees", leaf);
+            if (s == ATH_LEAF_EMPTY) continue;
+            if (s >= b->ncells || b->back[s] != (uint32_t)leaf)
+                return ath_error_set(err, ATH_ERR_INVALID, "blocks: leaf %zu cell %d bad back reference", leaf, l);
+            cells++;
         }
-        fs += (size_t)__builtin_popcountll((unsigned long long)b->mask[l]);
     }
-    if (fs != b->ncells) return ath_error_set(err, ATH_ERR_INVALID, "blocks: cell count is wrong");
+    for (j = 0; j < b->ncells; j++)
+        if (b->back[j] >= b->nleaves) return ath_error_set(err, ATH_ERR_INVALID, "blocks: cell %zu leaf", j);
+    if (cells != b->ncells) return ath_error_set(err, ATH_ERR_INVALID, "blocks: cell count is wrong");
     return ATH_OK;
 }
