@@ -93,7 +93,13 @@ int64_t ath_engine_step_count(const ath_engine *engine);
 ath_status ath_engine_set_step_count(ath_engine *engine, int64_t step, ath_error *err);
 /* Removes all matter and resets the step count to 0. */
 void ath_engine_clear(ath_engine *engine);
+/* The matter as a cell map (storage order): a copy the engine builds on demand
+ * and keeps until the matter changes (the matter itself is leaf blocks); valid
+ * until the next change of the matter; NULL if out of memory. */
 const ath_cellmap *ath_engine_matter(const ath_engine *engine);
+/* Copies the matter in storage order: coords[matter_count] and/or
+ * states[matter_count][d_state] (either may be NULL).  Allocates nothing. */
+void ath_engine_copy_matter(const ath_engine *engine, ath_coord *coords, ath_cf32 *states);
 
 /* Inserts the current background value at every absent cell within Chebyshev
  * `radius` of coord in its plane (inside a bounded window only, within

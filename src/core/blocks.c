@@ -189,6 +189,8 @@ ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords,
                                ath_error *err) {
     const size_t d = (size_t)b->d, nc0 = b->ncells, nl0 = b->nleaves;
     size_t i, fresh = 0, need;
+    ath_coord last_key = ath_coord_make(0, 0, 0);
+    int64_t last_leaf = -1;
     if (n == 0) return ATH_OK;
     if (n > ATH_CELLMAP_MAX_CELLS)
         return ath_error_set(err, ATH_ERR_RANGE, "cell map: %zu cells exceed the limit of %zu", n,
@@ -196,7 +198,16 @@ ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords,
     /* 1: every leaf (new leaves are empty, dropped again on failure); an upper bound of the new cells */
     for (i = 0; i < n; i++) {
         const ath_coord c = coords[i];
-        const int64_t leaf = leaf_get(b, ath_coord_make(ath_leaf_of(c.x), ath_leaf_of(c.y), c.z));
+        const ath_coord key = ath_coord_make(ath_leaf_of(c.x), ath_leaf_of(c.y), c.z);
+        int64_t leaf;
+        /* consecutive cells usually share a leaf (Morton order): one lookup per leaf run */
+        if (i > 0 && ath_coord_equal(key, last_key)) {
+            leaf = last_leaf;
+        } else {
+            leaf = leaf_get(b, key);
+            last_key = key;
+            last_leaf = leaf;
+        }
         if (leaf < 0) {
             ath_blocks_truncate(b, nc0, nl0);
             return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
