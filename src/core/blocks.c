@@ -172,6 +172,22 @@ static void shrink_leaves(ath_blocks *b) {
     if (s2 != NULL) b->slot = s2;
 }
 
+/* An index sized for an upper bound of the leaves, rebuilt at the size the leaves need. */
+static void shrink_index(ath_blocks *b) {
+    const size_t ns = ath_hindex_size_for(b->nleaves);
+    uint32_t *t;
+    ath_hindex ix;
+    if (ns >= b->hsize) return;
+    t = (uint32_t *)ath_malloc(ns * sizeof *t);
+    if (t == NULL) return;
+    ath_free(b->hslots);
+    b->hslots = t;
+    b->hsize = ns;
+    ix = index_of(b);
+    ath_hindex_clear(&ix);
+    ath_hindex_insert_all(&ix, b->nleaves, b->key, key_hash);
+}
+
 static void shrink_cells(ath_blocks *b) {
     const size_t nc = b->ncells > 0 ? b->ncells : 1;
     ath_cf32 *s2;
@@ -195,6 +211,38 @@ ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords,
     if (n > ATH_CELLMAP_MAX_CELLS)
         return ath_error_set(err, ATH_ERR_RANGE, "cell map: %zu cells exceed the limit of %zu", n,
                              (size_t)ATH_CELLMAP_MAX_CELLS);
+    /* an empty store (a bulk load, a step's commit) is sized once: the leaves are at most the runs
+     * of equal leaf keys in the input (exact for the step's Morton order), the cells at most n;
+     * growing by reallocation instead would leave freed holes of every intermediate size */
+    if (b->nleaves == 0 && b->ncells == 0) {
+        size_t runs = 1, ns;
+        for (i = 1; i < n; i++)
+            runs += !(ath_leaf_of(coords[i].x) == ath_leaf_of(coords[i - 1].x) &&
+                      ath_leaf_of(coords[i].y) == ath_leaf_of(coords[i - 1].y) && coords[i].z == coords[i - 1].z);
+        if (runs > b->leaves_cap) {
+            ath_coord *k2 = (ath_coord *)ath_realloc(b->key, runs * sizeof *k2);
+            uint16_t *m2;
+            uint32_t *s2;
+            if (k2 == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
+            b->key = k2;
+            m2 = (uint16_t *)ath_realloc(b->mask, runs * sizeof *m2);
+            if (m2 == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
+            b->mask = m2;
+            s2 = (uint32_t *)ath_realloc(b->slot, runs * ATH_LEAF_CELLS * sizeof *s2);
+            if (s2 == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
+            b->slot = s2;
+            b->leaves_cap = runs;
+        }
+        ns = ath_hindex_size_for(runs);
+        if (ns > b->hsize) {
+            uint32_t *t = (uint32_t *)ath_malloc(ns * sizeof *t);
+            if (t == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaf index)");
+            ath_free(b->hslots);
+            b->hslots = t;
+            b->hsize = ns;
+            memset(t, 0xFF, ns * sizeof *t);
+        }
+    }
     /* 1: every leaf (new leaves are empty, dropped again on failure); an upper bound of the new cells */
     for (i = 0; i < n; i++) {
         const ath_coord c = coords[i];
@@ -260,7 +308,10 @@ ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords,
     }
     /* a call that made at least half of the store (a bulk load, a step's commit) gives back
      * the growth slack; small calls keep it, so repeated insertions stay amortised O(1) */
-    if (2 * (b->nleaves - nl0) >= b->nleaves) shrink_leaves(b);
+    if (2 * (b->nleaves - nl0) >= b->nleaves) {
+        shrink_leaves(b);
+        shrink_index(b);
+    }
     if (2 * (b->ncells - nc0) >= b->ncells) shrink_cells(b);
     return ATH_OK;
 }

@@ -11,16 +11,19 @@
  *   eval_tile.c   16 x 16 block evaluation for conv models (tiles with halos)
  *   step.c        the step driver and the commit of the kept cells
  *   matter_io.c   add / read / view / visit / activate / query matter
+ *   blocks.c      the matter itself: persistent 4 x 4 leaf blocks (blocks.h)
  * One step (step.c):
  *   1. E = matter cells + every cell within Chebyshev radius r = (patch-1)/2
  *      in-plane (clipped to / wrapped into a bounded window, never beyond
- *      ATH_COORD_LIMIT), deduplicated in the tile index (eval_set.c).
+ *      ATH_COORD_LIMIT), deduplicated in the tile index (eval_set.c), whose
+ *      matter tiles are the matter's leaves (TILE == ATH_LEAF).
  *   2. E in Morton order (eval_order.c), so everything after is deterministic.
  *   3. cur[e] = the field at the current step on E (vacuum background only).
  *   4. The model in fixed chunks (patches, eval_patch.c, or blocks,
  *      eval_tile.c) and the rule (rule.c) into new[e], keep[e].
- *   5. Kept cells, in Morton order, replace the matter (in place when the
- *      kept set is the matter set in storage order).
+ *   5. Kept cells, in Morton order, replace the matter (values overwritten
+ *      in place, leaves untouched, when the kept set is the matter set in
+ *      storage order; else new leaf blocks).
  * Every parallel loop writes disjoint slots and every value is computed by a
  * fixed sequence of operations: results are bit-identical for any thread
  * count.  The O(cells) scratch lives for one step (freed at its end), so a
