@@ -1,9 +1,10 @@
 /* atheria/engine.h — the sparse Engine (DESIGN §3.3, §3.4).
  *
- * Matter lives in an ath_cellmap; absent cells read as the background
- * (HarmonicVacuum at the current step, or zero).  A step evaluates the
- * matter cells and every cell within the patch radius of them, reads the
- * old field and writes the new values to step scratch (double buffering),
+ * Matter lives in persistent 4 x 4 leaf blocks (src/core/blocks.h); absent
+ * cells read as the background (HarmonicVacuum at the current step, or
+ * zero).  A step evaluates the matter cells and every cell within the patch
+ * radius of them, reads the old field and writes the new values to step
+ * scratch (double buffering),
  * committed only when everything succeeded, so a failed step leaves the
  * universe unchanged; results do not depend on thread count.  The step's
  * parts are in src/core (engine_internal.h lists the files).

@@ -28,40 +28,41 @@ ath_status ath_eng_build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) 
     w->valid = 0;
 
     /* the matter leaf by leaf (any order gives the same set; E's order comes from step 2) */
-    for (leaf = 0; leaf < mb->nleaves; leaf++)
-      for (l0 = 0; l0 < ATH_LEAF_CELLS; l0++) {
-        const uint32_t i = mb->slot[leaf * ATH_LEAF_CELLS + (size_t)l0];
-        const ath_coord m = ath_blocks_leaf_cell(mb, leaf, l0);
-        int64_t dy, dx;
-        if (i == ATH_LEAF_EMPTY) continue;
-        ath_eng_window_center(e, w, ath_eng_tile_of(m.x), ath_eng_tile_of(m.y), m.z);
-        for (dy = -r; dy <= r; dy++) {
-            for (dx = -r; dx <= r; dx++) {
-                ath_coord c = m;
-                int64_t tx, ty, t, *slot;
-                int32_t *cell;
-                c.x += dx;
-                c.y += dy;
-                if (!ath_eng_map_extent(e, &c)) continue;
-                if (!ath_coord_in_limits(c)) continue; /* beyond the limit: never evaluated */
-                tx = ath_eng_tile_of(c.x);
-                ty = ath_eng_tile_of(c.y);
-                slot = ath_eng_window_entry(e, w, tx, ty);
-                if (slot != NULL && *slot >= 0) {
-                    t = *slot;
-                } else {
-                    t = ath_eng_tile_get(e, tx, ty, c.z, err);
-                    if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
-                    if (slot != NULL) *slot = t;
+    for (leaf = 0; leaf < mb->nleaves; leaf++) {
+        for (l0 = 0; l0 < ATH_LEAF_CELLS; l0++) {
+            const uint32_t i = mb->slot[leaf * ATH_LEAF_CELLS + (size_t)l0];
+            const ath_coord m = ath_blocks_leaf_cell(mb, leaf, l0);
+            int64_t dy, dx;
+            if (i == ATH_LEAF_EMPTY) continue;
+            ath_eng_window_center(e, w, ath_eng_tile_of(m.x), ath_eng_tile_of(m.y), m.z);
+            for (dy = -r; dy <= r; dy++) {
+                for (dx = -r; dx <= r; dx++) {
+                    ath_coord c = m;
+                    int64_t tx, ty, t, *slot;
+                    int32_t *cell;
+                    c.x += dx;
+                    c.y += dy;
+                    if (!ath_eng_map_extent(e, &c)) continue;
+                    if (!ath_coord_in_limits(c)) continue; /* beyond the limit: never evaluated */
+                    tx = ath_eng_tile_of(c.x);
+                    ty = ath_eng_tile_of(c.y);
+                    slot = ath_eng_window_entry(e, w, tx, ty);
+                    if (slot != NULL && *slot >= 0) {
+                        t = *slot;
+                    } else {
+                        t = ath_eng_tile_get(e, tx, ty, c.z, err);
+                        if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+                        if (slot != NULL) *slot = t;
+                    }
+                    cell = &e->tcells[t * TILE * TILE + ath_eng_tile_local(c)];
+                    if (*cell == -1) {
+                        if (n >= (size_t)INT32_MAX)
+                            return ath_error_set(err, ATH_ERR_NOMEM, "engine: more than 2**31 cells to evaluate");
+                        *cell = -2;
+                        n++;
+                    }
+                    if (dx == 0 && dy == 0) *cell = (int32_t)i;
                 }
-                cell = &e->tcells[t * TILE * TILE + ath_eng_tile_local(c)];
-                if (*cell == -1) {
-                    if (n >= (size_t)INT32_MAX)
-                        return ath_error_set(err, ATH_ERR_NOMEM, "engine: more than 2**31 cells to evaluate");
-                    *cell = -2;
-                    n++;
-                }
-                if (dx == 0 && dy == 0) *cell = (int32_t)i;
             }
         }
     }
