@@ -1,9 +1,10 @@
 /* atheria/engine.h — the sparse Engine (DESIGN §3.3, §3.4).
  *
- * Matter lives in an ath_cellmap; absent cells read as the background
- * (HarmonicVacuum at the current step, or zero).  A step evaluates the
- * matter cells and every cell within the patch radius of them, reads the
- * old field and writes the new values to step scratch (double buffering),
+ * Matter lives in persistent 4 x 4 leaf blocks (src/core/blocks.h); absent
+ * cells read as the background (HarmonicVacuum at the current step, or
+ * zero).  A step evaluates the matter cells and every cell within the patch
+ * radius of them, reads the old field and writes the new values to step
+ * scratch (double buffering),
  * committed only when everything succeeded, so a failed step leaves the
  * universe unchanged; results do not depend on thread count.  The step's
  * parts are in src/core (engine_internal.h lists the files).
@@ -93,7 +94,13 @@ int64_t ath_engine_step_count(const ath_engine *engine);
 ath_status ath_engine_set_step_count(ath_engine *engine, int64_t step, ath_error *err);
 /* Removes all matter and resets the step count to 0. */
 void ath_engine_clear(ath_engine *engine);
+/* The matter as a cell map (storage order): a copy the engine builds on demand
+ * and keeps until the matter changes (the matter itself is leaf blocks); valid
+ * until the next change of the matter; NULL if out of memory. */
 const ath_cellmap *ath_engine_matter(const ath_engine *engine);
+/* Copies the matter in storage order: coords[matter_count] and/or
+ * states[matter_count][d_state] (either may be NULL).  Allocates nothing. */
+void ath_engine_copy_matter(const ath_engine *engine, ath_coord *coords, ath_cf32 *states);
 
 /* Inserts the current background value at every absent cell within Chebyshev
  * `radius` of coord in its plane (inside a bounded window only, within

@@ -44,26 +44,17 @@ ath_status ath_engine_create(const ath_engine_config *cfg, ath_engine **out, ath
         ath_free(e);
         return st;
     }
-    st = ath_cellmap_create(cfg->d_state, &e->matter, err);
-    if (st == ATH_OK) st = ath_cellmap_create(cfg->d_state, &e->next, err);
-    if (st != ATH_OK) {
-        ath_cellmap_destroy(e->matter);
-        ath_free(e);
-        return st;
-    }
+    ath_blocks_init(&e->matter, cfg->d_state);
+    ath_blocks_init(&e->next, cfg->d_state);
     e->radius = (cfg->patch - 1) / 2;
     e->twin = (e->radius + TILE - 1) / TILE;
     e->window = (struct tile_window *)ath_malloc(sizeof(struct tile_window));
     if (e->window == NULL) {
-        ath_cellmap_destroy(e->matter);
-        ath_cellmap_destroy(e->next);
         ath_free(e);
         return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
     }
     e->zeros = (ath_cf32 *)ath_calloc((size_t)cfg->d_state, sizeof(ath_cf32));
     if (e->zeros == NULL) {
-        ath_cellmap_destroy(e->matter);
-        ath_cellmap_destroy(e->next);
         ath_free(e->window);
         ath_free(e);
         return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
@@ -81,8 +72,9 @@ ath_status ath_engine_create(const ath_engine_config *cfg, ath_engine **out, ath
 
 void ath_engine_destroy(ath_engine *e) {
     if (e == NULL) return;
-    ath_cellmap_destroy(e->matter);
-    ath_cellmap_destroy(e->next);
+    ath_blocks_release(&e->matter);
+    ath_blocks_release(&e->next);
+    ath_cellmap_destroy(e->view);
     ath_eng_step_release(e);
     ath_free(e->twindows);
     ath_free(e->window);
@@ -126,7 +118,7 @@ int ath_engine_uses_tiles(const ath_engine *e) {
 
 ath_model *ath_engine_get_model(const ath_engine *e) { return e ? e->model : NULL; }
 
-size_t ath_engine_matter_count(const ath_engine *e) { return e ? ath_cellmap_size(e->matter) : 0; }
+size_t ath_engine_matter_count(const ath_engine *e) { return e ? e->matter.ncells : 0; }
 int64_t ath_engine_step_count(const ath_engine *e) { return e ? e->step : 0; }
 
 ath_status ath_engine_set_step_count(ath_engine *e, int64_t step, ath_error *err) {
@@ -136,12 +128,55 @@ ath_status ath_engine_set_step_count(ath_engine *e, int64_t step, ath_error *err
     e->step = step;
     return ATH_OK;
 }
-const ath_cellmap *ath_engine_matter(const ath_engine *e) { return e ? e->matter : NULL; }
+/* The matter is leaf blocks; C callers that want a cell map get a copy, built
+ * when first asked for after a change and kept (an engine-owned cache, hence
+ * the cast) until the matter changes again.  NULL if it cannot be built. */
+const ath_cellmap *ath_engine_matter(const ath_engine *ce) {
+    ath_engine *e = (ath_engine *)ce;
+    const size_t n = e != NULL ? e->matter.ncells : 0;
+    ath_coord *cs;
+    ath_status st;
+    if (e == NULL) return NULL;
+    if (e->view != NULL && e->view_valid) return e->view;
+    if (e->view == NULL && ath_cellmap_create(e->cfg.d_state, &e->view, NULL) != ATH_OK) return NULL;
+    ath_cellmap_clear(e->view);
+    if (n == 0) {
+        e->view_valid = 1;
+        return e->view;
+    }
+    cs = (ath_coord *)ath_malloc(n * sizeof *cs);
+    if (cs == NULL) return NULL;
+    ath_engine_copy_matter(e, cs, NULL);
+    st = ath_cellmap_set_many(e->view, n, cs, e->matter.states, NULL);
+    ath_free(cs);
+    if (st != ATH_OK) {
+        ath_cellmap_clear(e->view);
+        return NULL;
+    }
+    e->view_valid = 1;
+    return e->view;
+}
+
+void ath_engine_copy_matter(const ath_engine *e, ath_coord *coords, ath_cf32 *states) {
+    const ath_blocks *b;
+    ptrdiff_t j, n;
+    if (e == NULL) return;
+    b = &e->matter;
+    n = (ptrdiff_t)b->ncells;
+    if (coords != NULL) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 65536)
+#endif
+        for (j = 0; j < n; j++) coords[j] = ath_blocks_coord(b, (size_t)j);
+    }
+    if (states != NULL && n > 0) memcpy(states, b->states, (size_t)n * (size_t)e->cfg.d_state * sizeof(ath_cf32));
+}
 
 void ath_engine_clear(ath_engine *e) {
     if (e == NULL) return;
-    ath_cellmap_clear(e->matter);
-    ath_cellmap_clear(e->next);
+    ath_blocks_clear(&e->matter);
+    ath_blocks_release(&e->next);
+    ath_eng_matter_changed(e);
     e->step = 0;
 }
 
@@ -154,8 +189,8 @@ void ath_engine_get_memory(const ath_engine *e, ath_engine_memory *out) {
     size_t d, s = 0;
     if (e == NULL || out == NULL) return;
     d = (size_t)e->cfg.d_state;
-    out->matter_bytes = ath_cellmap_memory_bytes(e->matter);
-    s += ath_cellmap_memory_bytes(e->next);
+    out->matter_bytes = ath_blocks_memory_bytes(&e->matter);
+    s += ath_blocks_memory_bytes(&e->next) + (e->view != NULL ? ath_cellmap_memory_bytes(e->view) : 0);
     s += e->tcap * sizeof(uint32_t) + e->tcells_cap * TILE * TILE * sizeof(int32_t) +
          e->tcoord_cap * sizeof(ath_coord) + e->tmask_cap * sizeof(uint16_t);
     s += e->ecap * (sizeof(ath_coord) + sizeof(int64_t) + sizeof(uint8_t) +

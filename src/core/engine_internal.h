@@ -11,26 +11,30 @@
  *   eval_tile.c   16 x 16 block evaluation for conv models (tiles with halos)
  *   step.c        the step driver and the commit of the kept cells
  *   matter_io.c   add / read / view / visit / activate / query matter
+ *   blocks.c      the matter itself: persistent 4 x 4 leaf blocks (blocks.h)
  * One step (step.c):
  *   1. E = matter cells + every cell within Chebyshev radius r = (patch-1)/2
  *      in-plane (clipped to / wrapped into a bounded window, never beyond
- *      ATH_COORD_LIMIT), deduplicated in the tile index (eval_set.c).
+ *      ATH_COORD_LIMIT), deduplicated in the tile index (eval_set.c), whose
+ *      matter tiles are the matter's leaves (TILE == ATH_LEAF).
  *   2. E in Morton order (eval_order.c), so everything after is deterministic.
  *   3. cur[e] = the field at the current step on E (vacuum background only).
  *   4. The model in fixed chunks (patches, eval_patch.c, or blocks,
  *      eval_tile.c) and the rule (rule.c) into new[e], keep[e].
- *   5. Kept cells, in Morton order, replace the matter (in place when the
- *      kept set is the matter set in storage order).
+ *   5. Kept cells, in Morton order, replace the matter (values overwritten
+ *      in place, leaves untouched, when the kept set is the matter set in
+ *      storage order; else new leaf blocks).
  * Every parallel loop writes disjoint slots and every value is computed by a
  * fixed sequence of operations: results are bit-identical for any thread
  * count.  The O(cells) scratch lives for one step (freed at its end), so a
- * universe holds only its cell map between steps. */
+ * universe holds only its leaf blocks (blocks.h) between steps. */
 #ifndef ATHERIA_ENGINE_INTERNAL_H
 #define ATHERIA_ENGINE_INTERNAL_H
 
 #include "atheria/alloc.h"
 #include "atheria/engine.h"
 #include "atheria/rule.h"
+#include "blocks.h"
 #include "coord_internal.h"
 #include "hash_index.h"
 #include "mix.h"
@@ -39,7 +43,7 @@
 
 
 #define EMPTY_X INT64_MIN
-#define TILE 4 /* in-plane tile side (cells); a tile's 16 int32 entries are one cache line */
+#define TILE ATH_LEAF /* in-plane tile side (cells) = the matter leaf side; 16 int32 entries are one cache line */
 /* Half-width (tiles) of the neighbour window: ceil(max radius / TILE). */
 #define TILE_WINDOW_MAX ((ATH_ENGINE_MAX_PATCH / 2 + TILE - 1) / TILE)
 #define TILE_UNKNOWN (-2)
@@ -64,8 +68,10 @@ struct block_order {
 struct ath_engine {
     ath_engine_config cfg;
     ath_vacuum vac;
-    ath_cellmap *matter;
-    ath_cellmap *next;
+    ath_blocks matter; /* persistent leaf blocks (blocks.h), storage order = matter() order */
+    ath_blocks next;   /* only during a non-steady commit */
+    ath_cellmap *view; /* ath_engine_matter()'s cell-map copy, built on demand (C callers) */
+    int view_valid;
     ath_model *model;
     int64_t step;
     int64_t radius;   /* (patch - 1) / 2 */
@@ -109,6 +115,9 @@ struct ath_engine {
     struct block_order *border;      /* blocks in evaluation order (clipped ones grouped by shape) */
     size_t border_cap;
 };
+
+/* Every change of the matter (add, activate, commit, clear) drops the cell-map view. */
+static inline void ath_eng_matter_changed(ath_engine *e) { e->view_valid = 0; }
 
 /* ---- extent.c */
 ath_status ath_eng_validate_config(const ath_engine_config *c, ath_error *err);
@@ -222,7 +231,7 @@ static inline int64_t ath_eng_e_find(const ath_engine *e, tile_window *w, ath_co
 static inline const ath_cf32 *ath_eng_cur_of(const ath_engine *e, int64_t idx) {
     const int64_t j = e->esrc[idx];
     if (e->cur != NULL) return e->cur + idx * e->cfg.d_state;
-    return j >= 0 ? ath_cellmap_states(e->matter) + j * e->cfg.d_state : e->zeros;
+    return j >= 0 ? e->matter.states + j * e->cfg.d_state : e->zeros;
 }
 
 /* ---- eval_set.c: step 1; *n_out = |E| */

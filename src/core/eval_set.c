@@ -12,10 +12,11 @@
 /* Step 1: E = matter dilated by r in-plane, through the extent, marked in
  * the tile index (tcells: -2 in E, >= 0 in E and matter cell i).  *n_out = |E|. */
 ath_status ath_eng_build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) {
-    const size_t nm = ath_cellmap_size(e->matter);
-    const ath_coord *mc = ath_cellmap_coords(e->matter);
+    const ath_blocks *mb = &e->matter;
+    const size_t nm = mb->ncells;
     const int64_t r = e->radius;
-    size_t want = 256, n = 0, i;
+    size_t want = 256, n = 0, leaf;
+    int l0;
     tile_window *w = e->window;
     ath_status st;
 
@@ -26,37 +27,42 @@ ath_status ath_eng_build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) 
     e->ntiles = 0;
     w->valid = 0;
 
-    for (i = 0; i < nm; i++) {
-        const ath_coord m = mc[i];
-        int64_t dy, dx;
-        ath_eng_window_center(e, w, ath_eng_tile_of(m.x), ath_eng_tile_of(m.y), m.z);
-        for (dy = -r; dy <= r; dy++) {
-            for (dx = -r; dx <= r; dx++) {
-                ath_coord c = m;
-                int64_t tx, ty, t, *slot;
-                int32_t *cell;
-                c.x += dx;
-                c.y += dy;
-                if (!ath_eng_map_extent(e, &c)) continue;
-                if (!ath_coord_in_limits(c)) continue; /* beyond the limit: never evaluated */
-                tx = ath_eng_tile_of(c.x);
-                ty = ath_eng_tile_of(c.y);
-                slot = ath_eng_window_entry(e, w, tx, ty);
-                if (slot != NULL && *slot >= 0) {
-                    t = *slot;
-                } else {
-                    t = ath_eng_tile_get(e, tx, ty, c.z, err);
-                    if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
-                    if (slot != NULL) *slot = t;
+    /* the matter leaf by leaf (any order gives the same set; E's order comes from step 2) */
+    for (leaf = 0; leaf < mb->nleaves; leaf++) {
+        for (l0 = 0; l0 < ATH_LEAF_CELLS; l0++) {
+            const uint32_t i = mb->slot[leaf * ATH_LEAF_CELLS + (size_t)l0];
+            const ath_coord m = ath_blocks_leaf_cell(mb, leaf, l0);
+            int64_t dy, dx;
+            if (i == ATH_LEAF_EMPTY) continue;
+            ath_eng_window_center(e, w, ath_eng_tile_of(m.x), ath_eng_tile_of(m.y), m.z);
+            for (dy = -r; dy <= r; dy++) {
+                for (dx = -r; dx <= r; dx++) {
+                    ath_coord c = m;
+                    int64_t tx, ty, t, *slot;
+                    int32_t *cell;
+                    c.x += dx;
+                    c.y += dy;
+                    if (!ath_eng_map_extent(e, &c)) continue;
+                    if (!ath_coord_in_limits(c)) continue; /* beyond the limit: never evaluated */
+                    tx = ath_eng_tile_of(c.x);
+                    ty = ath_eng_tile_of(c.y);
+                    slot = ath_eng_window_entry(e, w, tx, ty);
+                    if (slot != NULL && *slot >= 0) {
+                        t = *slot;
+                    } else {
+                        t = ath_eng_tile_get(e, tx, ty, c.z, err);
+                        if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+                        if (slot != NULL) *slot = t;
+                    }
+                    cell = &e->tcells[t * TILE * TILE + ath_eng_tile_local(c)];
+                    if (*cell == -1) {
+                        if (n >= (size_t)INT32_MAX)
+                            return ath_error_set(err, ATH_ERR_NOMEM, "engine: more than 2**31 cells to evaluate");
+                        *cell = -2;
+                        n++;
+                    }
+                    if (dx == 0 && dy == 0) *cell = (int32_t)i;
                 }
-                cell = &e->tcells[t * TILE * TILE + ath_eng_tile_local(c)];
-                if (*cell == -1) {
-                    if (n >= (size_t)INT32_MAX)
-                        return ath_error_set(err, ATH_ERR_NOMEM, "engine: more than 2**31 cells to evaluate");
-                    *cell = -2;
-                    n++;
-                }
-                if (dx == 0 && dy == 0) *cell = (int32_t)i;
             }
         }
     }
@@ -71,8 +77,8 @@ ath_status ath_eng_build_eval_set(ath_engine *e, size_t *n_out, ath_error *err) 
  * dilation reaches; in parallel over tiles: the tile's dilated mask from the
  * masks of the tiles around it (row shifts and ORs), its cells marked -2. */
 ath_status ath_eng_build_eval_set_mask(ath_engine *e, size_t *n_out, ath_error *err) {
-    const size_t nm = ath_cellmap_size(e->matter);
-    const ath_coord *mc = ath_cellmap_coords(e->matter);
+    const ath_blocks *mb = &e->matter;
+    const size_t nm = mb->ncells;
     const int64_t r = e->radius, tw = e->twin, g = e->cfg.grid_size;
     const int zero_ext = e->cfg.extent == ATH_EXTENT_ZERO;
     size_t want = 256, i, nmt;
@@ -85,21 +91,18 @@ ath_status ath_eng_build_eval_set_mask(ath_engine *e, size_t *n_out, ath_error *
     if (st != ATH_OK) return st;
     e->ntiles = 0;
     w->valid = 0;
-    for (i = 0; i < nm; i++) {
-        const ath_coord m = mc[i];
-        const int64_t tx = ath_eng_tile_of(m.x), ty = ath_eng_tile_of(m.y);
-        int64_t t, *slot;
-        ath_eng_window_center(e, w, tx, ty, m.z);
-        slot = ath_eng_window_entry(e, w, tx, ty);
-        if (*slot >= 0) {
-            t = *slot;
-        } else {
-            t = ath_eng_tile_get(e, tx, ty, m.z, err);
-            if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
-            *slot = t;
+    /* the matter tiles are the matter leaves (same side): one tile per leaf, its
+     * occupancy the leaf's mask, its cells the leaf's value numbers */
+    for (i = 0; i < mb->nleaves; i++) {
+        const ath_coord k = mb->key[i];
+        const int64_t t = ath_eng_tile_get(e, k.x, k.y, k.z, err);
+        int l;
+        if (t < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+        e->tmask[t] = mb->mask[i];
+        for (l = 0; l < TILE * TILE; l++) {
+            const uint32_t j = mb->slot[i * ATH_LEAF_CELLS + (size_t)l];
+            if (j != ATH_LEAF_EMPTY) e->tcells[t * TILE * TILE + l] = (int32_t)j;
         }
-        e->tcells[t * TILE * TILE + ath_eng_tile_local(m)] = (int32_t)i;
-        e->tmask[t] = (uint16_t)(e->tmask[t] | (1u << ath_eng_tile_local(m)));
     }
     /* neighbour tiles reached by the dilation of each matter tile */
     nmt = e->ntiles;

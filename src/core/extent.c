@@ -24,9 +24,9 @@ void ath_eng_field_at(const ath_engine *e, ath_coord c, ath_cf32 *out) {
         memset(out, 0, (size_t)d * sizeof(ath_cf32));
         return;
     }
-    j = ath_cellmap_find(e->matter, c);
+    j = ath_blocks_find(&e->matter, c);
     if (j >= 0)
-        memcpy(out, ath_cellmap_states(e->matter) + (size_t)j * (size_t)d, (size_t)d * sizeof(ath_cf32));
+        memcpy(out, e->matter.states + (size_t)j * (size_t)d, (size_t)d * sizeof(ath_cf32));
     else
         ath_eng_background(e, c, out);
 }

@@ -38,7 +38,11 @@ ath_status ath_engine_add_particles(ath_engine *e, size_t n, const ath_coord *co
                                      "add_particles: state %zu has a non-finite value", i);
         }
     }
-    return ath_cellmap_set_many(e->matter, n, coords, states, err);
+    {
+        const ath_status st = ath_blocks_set_many(&e->matter, n, coords, states, err);
+        if (st == ATH_OK) ath_eng_matter_changed(e);
+        return st;
+    }
 }
 
 ath_status ath_engine_get_states(const ath_engine *e, size_t n, const ath_coord *coords,
@@ -110,7 +114,7 @@ ath_status ath_engine_to_dense_ex(const ath_engine *e, int64_t x0, int64_t y0, i
     h = y1 - y0;
     if (w == 0 || h == 0) return ATH_OK;
     if (out == NULL) return ath_error_set(err, ATH_ERR_INVALID, "to_dense: NULL output");
-    nm = ath_cellmap_size(e->matter);
+    nm = e->matter.ncells;
     if ((double)w * (double)h <= 4.0 * (double)nm) {
         /* dense matter: one lookup per cell */
 #ifdef _OPENMP
@@ -125,10 +129,9 @@ ath_status ath_engine_to_dense_ex(const ath_engine *e, int64_t x0, int64_t y0, i
         /* sparse matter: background over the region (row blocks in parallel;
          * a zero background is a memset, skipped when out is already zero),
          * then scatter the matter (no per-cell lookups) */
-        const ath_coord *mc = ath_cellmap_coords(e->matter);
-        const ath_cf32 *ms = ath_cellmap_states(e->matter);
+        const ath_blocks *mb = &e->matter;
         const int cheap = e->cfg.background == ATH_BACKGROUND_ZERO;
-        size_t i;
+        size_t leaf;
         if (!(cheap && out_zeroed)) {
             const int64_t rows_per = cheap ? (h + 7) / 8 : 4;
             const int64_t nblk = (h + rows_per - 1) / rows_per;
@@ -141,11 +144,21 @@ ath_status ath_engine_to_dense_ex(const ath_engine *e, int64_t x0, int64_t y0, i
                 fill_background_rows(e, x0, y0, w, r0, r1, z, out_zeroed, out);
             }
         }
-        for (i = 0; i < nm; i++) {
-            const ath_coord c = mc[i];
-            if (c.z == z && c.x >= x0 && c.x < x1 && c.y >= y0 && c.y < y1)
-                memcpy(out + ((c.y - y0) * w + (c.x - x0)) * d, ms + i * (size_t)d,
-                       (size_t)d * sizeof(ath_cf32));
+        /* leaf by leaf: a leaf outside the region is skipped whole */
+        for (leaf = 0; leaf < mb->nleaves; leaf++) {
+            const ath_coord k = mb->key[leaf];
+            int l;
+            if (k.z != z || k.x * ATH_LEAF + ATH_LEAF <= x0 || k.x * ATH_LEAF >= x1 || k.y * ATH_LEAF + ATH_LEAF <= y0 ||
+                k.y * ATH_LEAF >= y1)
+                continue;
+            for (l = 0; l < ATH_LEAF_CELLS; l++) {
+                const uint32_t j = mb->slot[leaf * ATH_LEAF_CELLS + (size_t)l];
+                const ath_coord c = ath_blocks_leaf_cell(mb, leaf, l);
+                if (j == ATH_LEAF_EMPTY) continue;
+                if (c.x >= x0 && c.x < x1 && c.y >= y0 && c.y < y1)
+                    memcpy(out + ((c.y - y0) * w + (c.x - x0)) * d, mb->states + (size_t)j * (size_t)d,
+                           (size_t)d * sizeof(ath_cf32));
+            }
         }
     }
     return ATH_OK;
@@ -218,17 +231,22 @@ ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int6
     sx = neighbourhood_span(e, coord.x, radius);
     sy = neighbourhood_span(e, coord.y, radius);
     if (sx.n == 0 || sy.n == 0) return ATH_OK;
-    if ((double)sx.n * (double)sy.n > (double)ATH_CELLMAP_MAX_CELLS + (double)ath_cellmap_size(e->matter))
+    if ((double)sx.n * (double)sy.n > (double)ATH_CELLMAP_MAX_CELLS + (double)e->matter.ncells)
         return ath_error_set(err, ATH_ERR_INVALID,
                              "activate_neighborhood: the %lld x %lld cells around the coordinate exceed the "
                              "map's limit of %zu cells",
                              (long long)sx.n, (long long)sy.n, (size_t)ATH_CELLMAP_MAX_CELLS);
     /* time and memory bounded by the cells touched: count the absent ones first */
-    for (ty = 0; ty < sy.n; ty++)
-        for (tx = 0; tx < sx.n; tx++)
-            absent += ath_cellmap_find(e->matter, ath_coord_make(span_at(sx, tx), span_at(sy, ty), coord.z)) < 0;
+    {
+        ath_blocks_accessor a;
+        ath_blocks_accessor_init(&a, &e->matter);
+        for (ty = 0; ty < sy.n; ty++)
+            for (tx = 0; tx < sx.n; tx++)
+                absent +=
+                    ath_blocks_accessor_find(&a, ath_coord_make(span_at(sx, tx), span_at(sy, ty), coord.z)) < 0;
+    }
     if (absent == 0) return ATH_OK;
-    if (absent > ATH_CELLMAP_MAX_CELLS - ath_cellmap_size(e->matter))
+    if (absent > ATH_CELLMAP_MAX_CELLS - e->matter.ncells)
         return ath_error_set(err, ATH_ERR_INVALID,
                              "activate_neighborhood: %zu new cells exceed the map's limit of %zu cells", absent,
                              (size_t)ATH_CELLMAP_MAX_CELLS);
@@ -239,22 +257,26 @@ ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int6
         ath_free(vs);
         return ath_error_set(err, ATH_ERR_NOMEM, "activate_neighborhood: out of memory");
     }
-    /* all-or-nothing: room for every new cell first, then the insertions cannot fail */
-    st = ath_cellmap_reserve(e->matter, ath_cellmap_size(e->matter) + absent, err);
-    for (ty = 0; st == ATH_OK && ty < sy.n; ty++) {
-        for (tx = 0; tx < sx.n; tx++) {
-            const ath_coord c = ath_coord_make(span_at(sx, tx), span_at(sy, ty), coord.z);
-            if (ath_cellmap_find(e->matter, c) >= 0) continue;
-            cs[n] = c;
-            ath_eng_background(e, c, vs + n * (size_t)d);
-            if (++n == ACTIVATE_CHUNK) {
-                st = ath_cellmap_set_many(e->matter, n, cs, vs, err);
-                n = 0;
-                if (st != ATH_OK) break;
+    /* all-or-nothing: only new cells are inserted, so a failure undoes them by truncation */
+    {
+        const size_t nc0 = e->matter.ncells, nl0 = e->matter.nleaves;
+        for (ty = 0; st == ATH_OK && ty < sy.n; ty++) {
+            for (tx = 0; tx < sx.n; tx++) {
+                const ath_coord c = ath_coord_make(span_at(sx, tx), span_at(sy, ty), coord.z);
+                if (ath_blocks_find(&e->matter, c) >= 0) continue;
+                cs[n] = c;
+                ath_eng_background(e, c, vs + n * (size_t)d);
+                if (++n == ACTIVATE_CHUNK) {
+                    st = ath_blocks_set_many(&e->matter, n, cs, vs, err);
+                    n = 0;
+                    if (st != ATH_OK) break;
+                }
             }
         }
+        if (st == ATH_OK && n > 0) st = ath_blocks_set_many(&e->matter, n, cs, vs, err);
+        if (st != ATH_OK) ath_blocks_truncate(&e->matter, nc0, nl0);
+        ath_eng_matter_changed(e);
     }
-    if (st == ATH_OK && n > 0) st = ath_cellmap_set_many(e->matter, n, cs, vs, err);
     ath_free(cs);
     ath_free(vs);
     return st;
@@ -262,24 +284,33 @@ ath_status ath_engine_activate_neighborhood(ath_engine *e, ath_coord coord, int6
 
 ath_status ath_engine_query_radius(const ath_engine *e, ath_coord center, double radius,
                                    ath_coord **out, size_t *n_out, ath_error *err) {
-    const size_t nm = e != NULL ? ath_cellmap_size(e->matter) : 0;
-    const ath_coord *mc;
+    const size_t nm = e != NULL ? e->matter.ncells : 0;
+    const ath_blocks *mb;
     ath_coord *res;
-    size_t i, n = 0;
+    size_t leaf, n = 0;
     double r2;
     if (e == NULL || out == NULL || n_out == NULL)
         return ath_error_set(err, ATH_ERR_INVALID, "query_radius: NULL argument");
     if (!isfinite(radius) || radius < 0.0)
         return ath_error_set(err, ATH_ERR_INVALID, "query_radius: radius must be finite and >= 0, got %g",
                              radius);
-    mc = ath_cellmap_coords(e->matter);
+    mb = &e->matter;
     res = (ath_coord *)ath_malloc((nm > 0 ? nm : 1) * sizeof *res);
     if (res == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "query_radius: out of memory");
     r2 = radius * radius;
-    for (i = 0; i < nm; i++) {
-        const double dx = (double)(mc[i].x - center.x), dy = (double)(mc[i].y - center.y);
-        const double dz = (double)(mc[i].z - center.z);
-        if (dx * dx + dy * dy + dz * dz <= r2) res[n++] = mc[i];
+    /* any cell order: the result is sorted */
+    for (leaf = 0; leaf < mb->nleaves; leaf++) {
+        int l;
+        for (l = 0; l < ATH_LEAF_CELLS; l++) {
+            ath_coord c;
+            double dx, dy, dz;
+            if (!((mb->mask[leaf] >> l) & 1u)) continue;
+            c = ath_blocks_leaf_cell(mb, leaf, l);
+            dx = (double)(c.x - center.x);
+            dy = (double)(c.y - center.y);
+            dz = (double)(c.z - center.z);
+            if (dx * dx + dy * dy + dz * dz <= r2) res[n++] = c;
+        }
     }
     ath_coord_sort_morton(res, n);
     *out = res;
@@ -292,23 +323,28 @@ ath_status ath_engine_query_radius(const ath_engine *e, ath_coord center, double
 
 ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_matter_visitor visit, void *ctx,
                                    ath_error *err) {
-    const size_t nm = e != NULL ? ath_cellmap_size(e->matter) : 0;
+    const size_t nm = e != NULL ? e->matter.ncells : 0;
     const size_t d = e != NULL ? (size_t)e->cfg.d_state : 0;
-    const ath_coord *mc;
     const ath_cf32 *ms;
     ath_coord *bc;
     ath_cf32 *bs;
     size_t i, n = 0;
     ath_status st = ATH_OK;
     if (e == NULL || visit == NULL) return ath_error_set(err, ATH_ERR_INVALID, "visit_matter: NULL argument");
-    mc = ath_cellmap_coords(e->matter);
-    ms = ath_cellmap_states(e->matter);
+    ms = e->matter.states;
     if (roi == NULL) {
-        /* the matter is stored as dense arrays: hand them over in batches, no copy */
+        /* the values are one dense array in storage order: handed over in place; the
+         * coordinates are recovered from the leaves into one batch buffer */
+        if (nm == 0) return ATH_OK;
+        bc = (ath_coord *)ath_malloc(VISIT_BATCH * sizeof *bc);
+        if (bc == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "visit_matter: out of memory");
         for (i = 0; i < nm && st == ATH_OK; i += VISIT_BATCH) {
             const size_t k = nm - i < VISIT_BATCH ? nm - i : VISIT_BATCH;
-            st = visit(ctx, mc + i, ms + i * d, k, err);
+            size_t j;
+            for (j = 0; j < k; j++) bc[j] = ath_blocks_coord(&e->matter, i + j);
+            st = visit(ctx, bc, ms + i * d, k, err);
         }
+        ath_free(bc);
         return st;
     }
     if (roi->x1 < roi->x0 || roi->y1 < roi->y0)
@@ -329,10 +365,12 @@ ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_
         /* A region smaller than the matter: one lookup per region cell, so the
          * cost grows with the region, not with the universe. */
         int64_t x, y;
+        ath_blocks_accessor a;
+        ath_blocks_accessor_init(&a, &e->matter);
         for (y = roi->y0; y < roi->y1 && st == ATH_OK; y++) {
             for (x = roi->x0; x < roi->x1 && st == ATH_OK; x++) {
                 const ath_coord c = ath_coord_make(x, y, roi->z);
-                const ptrdiff_t k = ath_cellmap_find(e->matter, c);
+                const int64_t k = ath_blocks_accessor_find(&a, c);
                 if (k < 0) continue;
                 bc[n] = c;
                 memcpy(bs + n * d, ms + (size_t)k * d, d * sizeof(ath_cf32));
@@ -345,7 +383,12 @@ ath_status ath_engine_visit_matter(const ath_engine *e, const ath_roi *roi, ath_
     } else {
         /* less matter than region cells: filter the matter */
         for (i = 0; i < nm && st == ATH_OK; i++) {
-            const ath_coord c = mc[i];
+            const ath_coord k = e->matter.key[e->matter.back[i]];
+            ath_coord c;
+            if (k.z != roi->z || k.x * ATH_LEAF + ATH_LEAF <= roi->x0 || k.x * ATH_LEAF >= roi->x1 ||
+                k.y * ATH_LEAF + ATH_LEAF <= roi->y0 || k.y * ATH_LEAF >= roi->y1)
+                continue;
+            c = ath_blocks_coord(&e->matter, i);
             if (c.z != roi->z || c.x < roi->x0 || c.x >= roi->x1 || c.y < roi->y0 || c.y >= roi->y1) continue;
             bc[n] = c;
             memcpy(bs + n * d, ms + i * d, d * sizeof(ath_cf32));

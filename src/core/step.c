@@ -41,7 +41,7 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
     /* 3: the current field on E (matter, else background), once per cell;
      * only for the vacuum background (zero: ath_eng_cur_of() reads the matter) */
     if (e->cur != NULL) {
-        const ath_cf32 *ms = ath_cellmap_states(e->matter);
+        const ath_cf32 *ms = e->matter.states;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (n > 1024)
 #endif
@@ -84,13 +84,13 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
     }
 
     /* 5: keep.  If the kept cells are exactly the matter cells, in the map's
-     * own storage order (the usual steady state: the map was built in Morton
-     * order by the previous step), the map keeps its index and only the
-     * states are overwritten; otherwise compact (in Morton order), build the
-     * new map and swap. */
+     * own storage order (the usual steady state: the blocks were built in
+     * Morton order by the previous step), the leaves stay and only the values
+     * are overwritten; otherwise compact (in Morton order), build new leaf
+     * blocks and swap. */
     kept = 0;
     {
-        const size_t nm = ath_cellmap_size(e->matter);
+        const size_t nm = e->matter.ncells;
         int same = 1;
         for (i = 0; i < n; i++) {
             if (e->keep[i]) {
@@ -99,7 +99,7 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
             }
         }
         if (same && kept == nm) {
-            ath_cf32 *ms = ath_cellmap_states_mut(e->matter);
+            ath_cf32 *ms = e->matter.states;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (n > 4096)
 #endif
@@ -120,17 +120,18 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
             kept++;
         }
     }
-    ath_cellmap_clear(e->next);
-    st = ath_cellmap_set_many(e->next, kept, e->ecoords, e->newst, err);
+    ath_blocks_clear(&e->next);
+    st = ath_blocks_set_many(&e->next, kept, e->ecoords, e->newst, err);
     if (st != ATH_OK) {
-        ath_cellmap_clear(e->next);
+        ath_blocks_release(&e->next);
         return st;
     }
-    ath_cellmap_swap(e->matter, e->next);
-    /* the old map is not needed until the next non-steady step: give its
-     * storage back rather than hold two maps */
-    ath_cellmap_release(e->next);
+    ath_blocks_swap(&e->matter, &e->next);
+    /* the old blocks are not needed until the next non-steady step: give their
+     * storage back rather than hold two copies */
+    ath_blocks_release(&e->next);
 done:
+    ath_eng_matter_changed(e);
     e->step++;
     e->stats.evaluated = (int64_t)n;
     e->stats.model_calls = calls;

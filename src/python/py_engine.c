@@ -351,25 +351,25 @@ static PyObject *engine_get_states(AthPyEngine *self, PyObject *args, PyObject *
 /* The matter's coordinates (and states) copied into arrays allocated before
  * the copy, so that nothing of the map is read across an allocation. */
 static PyObject *matter_impl(AthPyEngine *self, int with_states) {
-    const ath_cellmap *m = ath_engine_matter(ENG(self));
-    PyObject *coords, *states;
+    const ath_engine *e = ENG(self);
+    PyObject *coords, *states = NULL;
     npy_intp dims[2];
-    dims[0] = (npy_intp)ath_cellmap_size(m);
+    dims[0] = (npy_intp)ath_engine_matter_count(e);
     dims[1] = 3;
     coords = PyArray_SimpleNew(2, dims, NPY_INT64);
     if (coords == NULL) return NULL;
-    if (dims[0] > 0)
-        memcpy(PyArray_DATA((PyArrayObject *)coords), ath_cellmap_coords(m), (size_t)dims[0] * sizeof(ath_coord));
-    if (!with_states) return coords;
-    dims[1] = (npy_intp)ath_cellmap_d_state(m);
-    states = PyArray_SimpleNew(2, dims, NPY_COMPLEX64);
-    if (states == NULL) {
-        Py_DECREF(coords);
-        return NULL;
+    if (with_states) {
+        dims[1] = (npy_intp)ath_engine_get_config(e)->d_state;
+        states = PyArray_SimpleNew(2, dims, NPY_COMPLEX64);
+        if (states == NULL) {
+            Py_DECREF(coords);
+            return NULL;
+        }
     }
     if (dims[0] > 0)
-        memcpy(PyArray_DATA((PyArrayObject *)states), ath_cellmap_states(m),
-               (size_t)(dims[0] * dims[1]) * sizeof(ath_cf32));
+        ath_engine_copy_matter(e, (ath_coord *)PyArray_DATA((PyArrayObject *)coords),
+                               states != NULL ? (ath_cf32 *)PyArray_DATA((PyArrayObject *)states) : NULL);
+    if (!with_states) return coords;
     return Py_BuildValue("(NN)", coords, states);
 }
 
