@@ -363,3 +363,24 @@ def test_load_model_error_names_file_and_cause_for_every_route_failure(ac, tmp_p
     assert str(p) in e.get_last_error() and "not a zip" in e.get_last_error()
     assert e.load_model(str(tmp_path / "none.pt")) is False
     assert e.get_last_error() == f"JIT model not found: {tmp_path / 'none.pt'}"
+
+
+def test_optimize_keeps_the_frozen_module_only_when_exact_and_not_slower(tmp_path):
+    """optimize_script_module returns the plain module or a frozen copy that matches it within
+    OPTIMIZE_TOL, and says which it kept with both measured forward times."""
+    import torch
+    from atheria_core import _model_loader as L
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.GELU(),
+                              torch.nn.Conv2d(8, 4, 3, padding=1)).eval()
+    scripted = torch.jit.script(net)
+    chosen, note = L.optimize_script_module(torch, scripted, False, (1, 4, 16, 16), torch.device("cpu"))
+    assert "ms" in note, note
+    x = torch.randn(1, 4, 16, 16)
+    with torch.no_grad():
+        ref, got = scripted(x), chosen(x)
+    assert float((got - ref).abs().max() / ref.abs().max()) <= L.OPTIMIZE_TOL
+    if chosen is scripted:
+        assert "slower" in note, note
+    else:
+        assert note.startswith("frozen + optimize_for_inference"), note
