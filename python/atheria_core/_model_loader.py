@@ -145,6 +145,8 @@ def optimize_script_module(torch: Any, module: Any, has_memory: bool, probe_shap
     module within :data:`OPTIMIZE_TOL` on a probe input of ``probe_shape``, else the plain module."""
     if os.environ.get("ATHERIA_NO_OPTIMIZE", "") == "1":
         return module, "not optimised (ATHERIA_NO_OPTIMIZE=1)"
+    if _small_grid(probe_shape):
+        return module, shim_should_optimize(probe_shape)[1]
     keep = ["init_memory"] if has_memory else []
     try:
         with quiet_jit_deprecation():
@@ -165,56 +167,26 @@ def optimize_script_module(torch: Any, module: Any, has_memory: bool, probe_shap
                        "kept the plain module"
     if not diff <= OPTIMIZE_TOL:
         return module, f"frozen module differs by {diff:.3g} (> {OPTIMIZE_TOL:g}); kept the plain module"
-    # Exact is not enough: optimize_for_inference's layout conversions cost more than they
-    # save on small grids (the 32x32 demo U-Net ran 0.84x of the plain module), so keep the
-    # frozen copy only when it is not slower on the engine's own input shape.
-    t_plain, t_frozen = _median_forward_s(torch, module, has_memory, x), _median_forward_s(torch, frozen, has_memory, x)
-    if t_frozen > t_plain:
-        return module, (f"frozen + optimize_for_inference is exact (rel. diff {diff:.3g}) but slower on "
-                        f"{list(probe_shape)} ({t_frozen * 1e3:.3g} vs {t_plain * 1e3:.3g} ms); kept the plain module")
-    return frozen, (f"frozen + optimize_for_inference, max rel. diff {diff:.3g} on {list(probe_shape)} "
-                    f"({t_frozen * 1e3:.3g} vs {t_plain * 1e3:.3g} ms plain)")
+    return frozen, f"frozen + optimize_for_inference, max rel. diff {diff:.3g} on {list(probe_shape)}"
 
 
-#: A forward slower than this is not timed again at load (large grids: freezing pays there).
-_TIMING_BUDGET_S = 0.2
+#: Grids below this many cells run the plain module: optimize_for_inference's layout
+#: conversions cost more than they save there (the 32x32 demo U-Net ran 0.84x of the plain
+#: module; at 128x128 and 256x256 the frozen one was faster).  A size rule, not a timing at
+#: load, so that every process makes the same choice and a resumed run stays bit-identical.
+OPTIMIZE_MIN_CELLS = 128 * 128
 
 
-def _median_forward_s(torch: Any, module: Any, has_memory: bool, x: Any) -> float:
-    """Median seconds of ``module``'s forward on ``x`` (2 warm-up calls, then up to 7 timed;
-    one timed call when a forward exceeds the load-time budget)."""
-    import time
-    with torch.no_grad():
-        args = (x,) + (tuple(module.init_memory(x)) if has_memory else ())
-        times = []
-        for i in range(9):
-            t0 = time.perf_counter()
-            module(*args)
-            dt = time.perf_counter() - t0
-            if i >= 2 or dt > _TIMING_BUDGET_S:
-                times.append(dt)
-            if dt > _TIMING_BUDGET_S:
-                break
-    times.sort()
-    return times[len(times) // 2]
+def _small_grid(probe_shape: Optional[Sequence[int]]) -> bool:
+    return probe_shape is not None and int(probe_shape[-1]) * int(probe_shape[-2]) < OPTIMIZE_MIN_CELLS
 
 
-def shim_should_optimize(path: str, device: str, meta: Any, probe_shape: Optional[Sequence[int]]) -> Tuple[bool, str]:
-    """Whether the shim should freeze + optimise ``path`` for an engine whose model input is
-    ``probe_shape``: decided in Python by :func:`optimize_script_module` (exact and not slower).
-    With no probe shape (the sparse engine) the shim's own exactness check decides."""
-    if probe_shape is None:
-        return True, ""
-    import torch
-    dev = torch.device(device)
-    try:
-        with quiet_jit_deprecation():
-            module = torch.jit.load(path, map_location=dev).eval()
-    except Exception as exc:  # noqa: BLE001 - the shim's own load reports the real error
-        return True, f"(timing skipped: {type(exc).__name__})"
-    chosen, note = optimize_script_module(torch, module, bool(getattr(meta, "has_memory", False)), probe_shape, dev)
-    return chosen is not module, note
-
+def shim_should_optimize(probe_shape: Optional[Sequence[int]]) -> Tuple[bool, str]:
+    """Whether the shim should try freeze + optimise (it then keeps the result only when exact)."""
+    if _small_grid(probe_shape):
+        return False, (f"not optimised: grid {list(probe_shape)[-2:]} below {OPTIMIZE_MIN_CELLS} cells, where "
+                       "optimize_for_inference is slower")
+    return True, ""
 
 
 class TorchScriptModel:
@@ -643,7 +615,7 @@ def select_model(engine: Any, path: Any) -> Tuple[Any, LoadReport]:
     # ---- 4./5. TorchScript
     probe = (1, 2 * d, grid, grid) if kind == "dense" else None
     if shim_ok:
-        want, why = shim_should_optimize(path, device, meta, probe)
+        want, why = shim_should_optimize(probe)
         capsule, optimized, note = ts.load_via_shim(path, device, meta, optimize=want, probe_shape=probe,
                                                     with_info=True)
         return done(capsule, "torchscript-shim", path, note if optimized or not why else why)
