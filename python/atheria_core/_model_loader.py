@@ -145,8 +145,9 @@ def optimize_script_module(torch: Any, module: Any, has_memory: bool, probe_shap
     module within :data:`OPTIMIZE_TOL` on a probe input of ``probe_shape``, else the plain module."""
     if os.environ.get("ATHERIA_NO_OPTIMIZE", "") == "1":
         return module, "not optimised (ATHERIA_NO_OPTIMIZE=1)"
-    if _small_grid(probe_shape):
-        return module, shim_should_optimize(probe_shape)[1]
+    want, why = shim_should_optimize(probe_shape)
+    if not want:
+        return module, why
     keep = ["init_memory"] if has_memory else []
     try:
         with quiet_jit_deprecation():
@@ -177,13 +178,10 @@ def optimize_script_module(torch: Any, module: Any, has_memory: bool, probe_shap
 OPTIMIZE_MIN_CELLS = 128 * 128
 
 
-def _small_grid(probe_shape: Optional[Sequence[int]]) -> bool:
-    return probe_shape is not None and int(probe_shape[-1]) * int(probe_shape[-2]) < OPTIMIZE_MIN_CELLS
-
-
 def shim_should_optimize(probe_shape: Optional[Sequence[int]]) -> Tuple[bool, str]:
-    """Whether the shim should try freeze + optimise (it then keeps the result only when exact)."""
-    if _small_grid(probe_shape):
+    """Whether to try freeze + optimise on a (N, C, H, W) ``probe_shape`` (None: unknown, try);
+    the shim and the Python route both then keep the result only when exact."""
+    if probe_shape is not None and int(probe_shape[-1]) * int(probe_shape[-2]) < OPTIMIZE_MIN_CELLS:
         return False, (f"not optimised: grid {list(probe_shape)[-2:]} below {OPTIMIZE_MIN_CELLS} cells, where "
                        "optimize_for_inference is slower")
     return True, ""
@@ -618,7 +616,7 @@ def select_model(engine: Any, path: Any) -> Tuple[Any, LoadReport]:
         want, why = shim_should_optimize(probe)
         capsule, optimized, note = ts.load_via_shim(path, device, meta, optimize=want, probe_shape=probe,
                                                     with_info=True)
-        return done(capsule, "torchscript-shim", path, note if optimized or not why else why)
+        return done(capsule, "torchscript-shim", path, why or note)
     skip.append(("torchscript-shim", shim_why))
     model = load_model_for_engine(path, device, probe_shape=probe)
     return done(model, "torchscript-python", path, model.optimization)
