@@ -32,12 +32,12 @@ void ath_blocks_init(ath_blocks *b, int64_t d_state) {
 }
 
 void ath_blocks_release(ath_blocks *b) {
-    ath_free(b->states);
-    ath_free(b->back);
-    ath_free(b->key);
-    ath_free(b->mask);
-    ath_free(b->slot);
-    ath_free(b->hslots);
+    ath_big_free(b->states);
+    ath_big_free(b->back);
+    ath_big_free(b->key);
+    ath_big_free(b->mask);
+    ath_big_free(b->slot);
+    ath_big_free(b->hslots);
     ath_blocks_init(b, b->d);
 }
 
@@ -124,22 +124,22 @@ static int64_t leaf_get(ath_blocks *b, ath_coord key) {
         uint16_t *m2;
         uint32_t *s2;
         if (nc > ((size_t)1 << 31)) return -1;
-        k2 = (ath_coord *)ath_realloc(b->key, nc * sizeof *k2);
+        k2 = (ath_coord *)ath_big_realloc(b->key, nc * sizeof *k2);
         if (k2 == NULL) return -1;
         b->key = k2;
-        m2 = (uint16_t *)ath_realloc(b->mask, nc * sizeof *m2);
+        m2 = (uint16_t *)ath_big_realloc(b->mask, nc * sizeof *m2);
         if (m2 == NULL) return -1;
         b->mask = m2;
-        s2 = (uint32_t *)ath_realloc(b->slot, nc * ATH_LEAF_CELLS * sizeof *s2);
+        s2 = (uint32_t *)ath_big_realloc(b->slot, nc * ATH_LEAF_CELLS * sizeof *s2);
         if (s2 == NULL) return -1;
         b->slot = s2;
         b->leaves_cap = nc;
     }
     if (2 * (b->nleaves + 1) > b->hsize) {
         const size_t ns = ath_hindex_size_for(b->nleaves + 1);
-        uint32_t *t = (uint32_t *)ath_malloc(ns * sizeof *t);
+        uint32_t *t = (uint32_t *)ath_big_realloc(NULL, ns * sizeof *t);
         if (t == NULL) return -1;
-        ath_free(b->hslots);
+        ath_big_free(b->hslots);
         b->hslots = t;
         b->hsize = ns;
         ix = index_of(b);
@@ -161,14 +161,14 @@ static void shrink_leaves(ath_blocks *b) {
     uint16_t *m2;
     uint32_t *s2;
     if (nc >= b->leaves_cap) return;
-    k2 = (ath_coord *)ath_realloc(b->key, nc * sizeof *k2);
+    k2 = (ath_coord *)ath_big_realloc(b->key, nc * sizeof *k2);
     if (k2 == NULL) return;
     b->key = k2;
     b->leaves_cap = nc; /* from here every array holds >= nc leaves: the common bound */
-    m2 = (uint16_t *)ath_realloc(b->mask, nc * sizeof *m2);
+    m2 = (uint16_t *)ath_big_realloc(b->mask, nc * sizeof *m2);
     if (m2 == NULL) return;
     b->mask = m2;
-    s2 = (uint32_t *)ath_realloc(b->slot, nc * ATH_LEAF_CELLS * sizeof *s2);
+    s2 = (uint32_t *)ath_big_realloc(b->slot, nc * ATH_LEAF_CELLS * sizeof *s2);
     if (s2 != NULL) b->slot = s2;
 }
 
@@ -178,9 +178,9 @@ static void shrink_index(ath_blocks *b) {
     uint32_t *t;
     ath_hindex ix;
     if (ns >= b->hsize) return;
-    t = (uint32_t *)ath_malloc(ns * sizeof *t);
+    t = (uint32_t *)ath_big_realloc(NULL, ns * sizeof *t);
     if (t == NULL) return;
-    ath_free(b->hslots);
+    ath_big_free(b->hslots);
     b->hslots = t;
     b->hsize = ns;
     ix = index_of(b);
@@ -193,11 +193,11 @@ static void shrink_cells(ath_blocks *b) {
     ath_cf32 *s2;
     uint32_t *b2;
     if (nc >= b->cells_cap) return;
-    s2 = (ath_cf32 *)ath_realloc(b->states, nc * (size_t)b->d * sizeof *s2);
+    s2 = (ath_cf32 *)ath_big_realloc(b->states, nc * (size_t)b->d * sizeof *s2);
     if (s2 == NULL) return;
     b->states = s2;
     b->cells_cap = nc; /* both arrays hold >= nc cells */
-    b2 = (uint32_t *)ath_realloc(b->back, nc * sizeof *b2);
+    b2 = (uint32_t *)ath_big_realloc(b->back, nc * sizeof *b2);
     if (b2 != NULL) b->back = b2;
 }
 
@@ -220,24 +220,24 @@ ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords,
             runs += !(ath_leaf_of(coords[i].x) == ath_leaf_of(coords[i - 1].x) &&
                       ath_leaf_of(coords[i].y) == ath_leaf_of(coords[i - 1].y) && coords[i].z == coords[i - 1].z);
         if (runs > b->leaves_cap) {
-            ath_coord *k2 = (ath_coord *)ath_realloc(b->key, runs * sizeof *k2);
+            ath_coord *k2 = (ath_coord *)ath_big_realloc(b->key, runs * sizeof *k2);
             uint16_t *m2;
             uint32_t *s2;
             if (k2 == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
             b->key = k2;
-            m2 = (uint16_t *)ath_realloc(b->mask, runs * sizeof *m2);
+            m2 = (uint16_t *)ath_big_realloc(b->mask, runs * sizeof *m2);
             if (m2 == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
             b->mask = m2;
-            s2 = (uint32_t *)ath_realloc(b->slot, runs * ATH_LEAF_CELLS * sizeof *s2);
+            s2 = (uint32_t *)ath_big_realloc(b->slot, runs * ATH_LEAF_CELLS * sizeof *s2);
             if (s2 == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaves)");
             b->slot = s2;
             b->leaves_cap = runs;
         }
         ns = ath_hindex_size_for(runs);
         if (ns > b->hsize) {
-            uint32_t *t = (uint32_t *)ath_malloc(ns * sizeof *t);
+            uint32_t *t = (uint32_t *)ath_big_realloc(NULL, ns * sizeof *t);
             if (t == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (leaf index)");
-            ath_free(b->hslots);
+            ath_big_free(b->hslots);
             b->hslots = t;
             b->hsize = ns;
             memset(t, 0xFF, ns * sizeof *t);
@@ -271,14 +271,14 @@ ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords,
     /* 2: room for the values */
     if (need > b->cells_cap) {
         const size_t cap = b->cells_cap == 0 ? need : grown(b->cells_cap, need);
-        ath_cf32 *s2 = (ath_cf32 *)ath_realloc(b->states, cap * d * sizeof *s2);
+        ath_cf32 *s2 = (ath_cf32 *)ath_big_realloc(b->states, cap * d * sizeof *s2);
         uint32_t *b2;
         if (s2 == NULL) {
             ath_blocks_truncate(b, nc0, nl0);
             return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (%zu cells)", need);
         }
         b->states = s2;
-        b2 = (uint32_t *)ath_realloc(b->back, cap * sizeof *b2);
+        b2 = (uint32_t *)ath_big_realloc(b->back, cap * sizeof *b2);
         if (b2 == NULL) {
             ath_blocks_truncate(b, nc0, nl0);
             return ath_error_set(err, ATH_ERR_NOMEM, "cell map: out of memory (%zu cells)", need);

@@ -3,7 +3,7 @@
  * The Engine is split by concept (docs/architecture.md):
  *   engine.c      lifecycle, model slot, counters, exactness
  *   extent.c      config validation and window geometry, field_at
- *   scratch.c     per-step scratch (mmap for big blocks), its release
+ *   scratch.c     per-step scratch (big-array allocator), its release
  *   tile_index.c  the 4 x 4 tile index of the evaluated set and its window cache
  *   eval_set.c    the two builders of the evaluated set E
  *   eval_order.c  E in Morton order (tile order, radix sort when needed)
@@ -49,8 +49,6 @@
 #define TILE_UNKNOWN (-2)
 /* Widest tile window the bitmask build handles (rows of 4 * (2 * twin + 1) bits). */
 #define MASK_TWIN_MAX 2
-/* Step scratch at least this big comes from mmap. */
-#define BIG_SCRATCH ((size_t)1 << 20)
 
 /* Window of tiles around a centre tile (half-width e->twin), resolved lazily. */
 typedef struct tile_window {
@@ -154,8 +152,7 @@ static inline void ath_eng_background(const ath_engine *e, ath_coord c, ath_cf32
 
 /* ---- scratch.c */
 void *ath_eng_salloc(size_t bytes);
-/* bytes: exactly what was passed to ath_eng_salloc (0 for NULL). */
-void ath_eng_sfree(void *p, size_t bytes);
+void ath_eng_sfree(void *p);
 /* Grows an ath_eng_salloc'd array (cap entries of elem bytes) to hold need entries. */
 ath_status ath_eng_sgrow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err);
 /* Grows an ath_malloc'd array (realloc) to hold need entries. */

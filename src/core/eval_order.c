@@ -37,10 +37,10 @@ static ath_status sort_cells(ath_engine *e, size_t n, const int64_t *eloc, ath_e
     memcpy(e->ecoords, ct, n * sizeof(ath_coord));
     memcpy(e->esrc, st, n * sizeof(int64_t));
 out:
-    ath_eng_sfree(keys, n * sizeof(skey));
-    ath_eng_sfree(tmp, n * sizeof(skey));
-    ath_eng_sfree(ct, n * sizeof(ath_coord));
-    ath_eng_sfree(st, n * sizeof(int64_t));
+    ath_eng_sfree(keys);
+    ath_eng_sfree(tmp);
+    ath_eng_sfree(ct);
+    ath_eng_sfree(st);
     return rc;
 }
 
@@ -121,10 +121,10 @@ ath_status ath_eng_order_eval_set(ath_engine *e, size_t n, ath_error *err) {
     }
     if (full) rc = sort_cells(e, n, eloc, err);
 out:
-    ath_eng_sfree(keys, nt * sizeof(skey));
-    ath_eng_sfree(tmp, nt * sizeof(skey));
-    ath_eng_sfree(eloc, n * sizeof(int64_t));
-    ath_eng_sfree(start, (nt + 1) * sizeof(size_t));
+    ath_eng_sfree(keys);
+    ath_eng_sfree(tmp);
+    ath_eng_sfree(eloc);
+    ath_eng_sfree(start);
     return rc;
 }
 

@@ -294,14 +294,14 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t 
     if ((size_t)tb > nb) tb = (int64_t)(nb > 0 ? nb : 1);
     if ((size_t)(tb * per_item) > e->tbuf_floats) {
         const size_t need = (size_t)(tb * per_item);
-        ath_eng_sfree(e->tin_buf, e->tbuf_floats * sizeof(float));
-        ath_eng_sfree(e->tout_buf, e->tbuf_floats * sizeof(float));
+        ath_eng_sfree(e->tin_buf);
+        ath_eng_sfree(e->tout_buf);
         e->tin_buf = (float *)ath_eng_salloc(need * sizeof(float));
         e->tout_buf = (float *)ath_eng_salloc(need * sizeof(float));
         e->tbuf_floats = need;
         if (e->tin_buf == NULL || e->tout_buf == NULL) {
-            ath_eng_sfree(e->tin_buf, need * sizeof(float));
-            ath_eng_sfree(e->tout_buf, need * sizeof(float));
+            ath_eng_sfree(e->tin_buf);
+            ath_eng_sfree(e->tout_buf);
             e->tin_buf = e->tout_buf = NULL;
             e->tbuf_floats = 0;
             return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");

@@ -1,52 +1,17 @@
 /* Sparse Engine: per-step scratch.
  *
  * Step scratch of O(cells) size lives only for the duration of one step (it
- * is freed at the end, so a universe holds only its cell map between
- * steps).  Big blocks come straight from mmap (returned to the system on
- * free, transparent huge pages where available), small ones from ath_malloc;
- * both paths honour the allocation fault hook. */
-#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE /* mmap / madvise */
-#endif
+ * is freed at the end, so a universe holds only its leaf blocks between
+ * steps).  It comes from the big-array allocator (atheria/alloc.h): big
+ * blocks are their own mappings, returned to the system on free. */
 #include "engine_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#define ATH_ENGINE_MMAP 1
-#endif
+void *ath_eng_salloc(size_t bytes) { return ath_big_realloc(NULL, bytes); }
 
-
-void *ath_eng_salloc(size_t bytes) {
-    if (bytes == 0) bytes = 1;
-#ifdef ATH_ENGINE_MMAP
-    if (bytes >= BIG_SCRATCH) {
-        if (ath_alloc_should_fail()) return NULL;
-        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-        (void)madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-        return p;
-    }
-#endif
-    return ath_malloc(bytes);
-}
-
-/* bytes: exactly what was passed to salloc (0 for NULL). */
-void ath_eng_sfree(void *p, size_t bytes) {
-    if (p == NULL) return;
-    if (bytes == 0) bytes = 1;
-#ifdef ATH_ENGINE_MMAP
-    if (bytes >= BIG_SCRATCH) {
-        munmap(p, bytes);
-        return;
-    }
-#endif
-    ath_free(p);
-}
+void ath_eng_sfree(void *p) { ath_big_free(p); }
 
 /* Grows a step-scratch array (salloc'd, cap entries of elem bytes) to hold need entries. */
 ath_status ath_eng_sgrow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err) {
@@ -55,10 +20,8 @@ ath_status ath_eng_sgrow(void **p, size_t *cap, size_t need, size_t elem, ath_er
     if (need <= *cap) return ATH_OK;
     n = *cap > 0 ? *cap : 1024;
     while (n < need) n *= 2;
-    q = ath_eng_salloc(n * elem);
+    q = ath_big_realloc(*p, n * elem);
     if (q == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
-    if (*p != NULL) memcpy(q, *p, *cap * elem);
-    ath_eng_sfree(*p, *cap * elem);
     *p = q;
     *cap = n;
     return ATH_OK;
@@ -79,32 +42,31 @@ ath_status ath_eng_grow(void **p, size_t *cap, size_t need, size_t elem, ath_err
 
 /* Frees this step's O(cells) scratch (called at the end of every step). */
 void ath_eng_step_release(ath_engine *e) {
-    const size_t d = (size_t)e->cfg.d_state;
-    ath_eng_sfree(e->ttable, e->tcap * sizeof(uint32_t));
+    ath_eng_sfree(e->ttable);
     e->ttable = NULL;
     e->tcap = 0;
-    ath_eng_sfree(e->tcells, e->tcells_cap * TILE * TILE * sizeof(int32_t));
+    ath_eng_sfree(e->tcells);
     e->tcells = NULL;
     e->tcells_cap = 0;
-    ath_eng_sfree(e->tcoord, e->tcoord_cap * sizeof(ath_coord));
+    ath_eng_sfree(e->tcoord);
     e->tcoord = NULL;
     e->tcoord_cap = 0;
-    ath_eng_sfree(e->tmask, e->tmask_cap * sizeof(uint16_t));
+    ath_eng_sfree(e->tmask);
     e->tmask = NULL;
     e->tmask_cap = 0;
-    ath_eng_sfree(e->ecoords, e->ecap * sizeof(ath_coord));
-    ath_eng_sfree(e->esrc, e->ecap * sizeof(int64_t));
-    ath_eng_sfree(e->keep, e->ecap * sizeof(uint8_t));
-    ath_eng_sfree(e->newst, e->ecap * d * sizeof(ath_cf32));
-    ath_eng_sfree(e->cur, e->ecap * d * sizeof(ath_cf32));
+    ath_eng_sfree(e->ecoords);
+    ath_eng_sfree(e->esrc);
+    ath_eng_sfree(e->keep);
+    ath_eng_sfree(e->newst);
+    ath_eng_sfree(e->cur);
     e->ecoords = NULL;
     e->esrc = NULL;
     e->keep = NULL;
     e->newst = NULL;
     e->cur = NULL;
     e->ecap = 0;
-    ath_eng_sfree(e->in_buf, e->in_floats * sizeof(float));
-    ath_eng_sfree(e->out_buf, e->in_floats * sizeof(float));
+    ath_eng_sfree(e->in_buf);
+    ath_eng_sfree(e->out_buf);
     e->in_buf = NULL;
     e->out_buf = NULL;
     e->in_floats = 0;
@@ -116,8 +78,8 @@ void ath_eng_step_release(ath_engine *e) {
     e->blocks = NULL;
     e->border = NULL;
     e->bcap = e->blocks_cap = e->border_cap = 0;
-    ath_eng_sfree(e->tin_buf, e->tbuf_floats * sizeof(float));
-    ath_eng_sfree(e->tout_buf, e->tbuf_floats * sizeof(float));
+    ath_eng_sfree(e->tin_buf);
+    ath_eng_sfree(e->tout_buf);
     e->tin_buf = NULL;
     e->tout_buf = NULL;
     e->tbuf_floats = 0;
@@ -146,8 +108,8 @@ ath_status ath_eng_scratch_reserve(ath_engine *e, int nthreads, int patches, siz
         e->in_buf = (float *)ath_eng_salloc(per * sizeof(float));
         e->out_buf = (float *)ath_eng_salloc(per * sizeof(float));
         if (e->in_buf == NULL || e->out_buf == NULL) {
-            ath_eng_sfree(e->in_buf, per * sizeof(float));
-            ath_eng_sfree(e->out_buf, per * sizeof(float));
+            ath_eng_sfree(e->in_buf);
+            ath_eng_sfree(e->out_buf);
             e->in_buf = e->out_buf = NULL;
             return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory");
         }

@@ -15,7 +15,7 @@ ath_status ath_eng_tile_table_resize(ath_engine *e, size_t cap, ath_error *err) 
     const int had = e->ttable != NULL; /* NULL at the start of a step: no tiles yet */
     ath_hindex ix;
     if (t == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile table)");
-    ath_eng_sfree(e->ttable, e->tcap * sizeof(uint32_t));
+    ath_eng_sfree(e->ttable);
     e->ttable = t;
     e->tcap = cap;
     ix = ath_eng_tile_index(e);
