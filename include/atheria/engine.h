@@ -154,10 +154,18 @@ int ath_engine_in_window(const ath_engine *engine, ath_coord c);
 unsigned ath_engine_exactness(const ath_engine *engine, const ath_model *model, int zero_preserving);
 
 /* Counters of the last successful step. */
+/* How the last step evaluated E (the numbers are the same on every path). */
+typedef enum ath_step_path {
+    ATH_STEP_PATCHES = 0, /* a p x p patch per cell */
+    ATH_STEP_BLOCKS = 1,  /* 16 x 16 blocks with halos over the evaluated set */
+    ATH_STEP_LEAVES = 2   /* blocks straight from the matter leaves (no evaluated-set arrays) */
+} ath_step_path;
+
 typedef struct ath_engine_stats {
     int64_t evaluated;    /* cells evaluated (matter + patch neighbourhood) */
     int64_t model_calls;  /* forward() calls */
     int64_t batch;        /* cells per model call (the fixed chunk size) */
+    ath_step_path path;
 } ath_engine_stats;
 void ath_engine_get_stats(const ath_engine *engine, ath_engine_stats *out);
 

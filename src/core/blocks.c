@@ -41,6 +41,11 @@ void ath_blocks_release(ath_blocks *b) {
     ath_blocks_init(b, b->d);
 }
 
+void ath_blocks_adopt_states(ath_blocks *b, ath_cf32 *states) {
+    ath_big_free(b->states);
+    b->states = states;
+}
+
 void ath_blocks_clear(ath_blocks *b) {
     ath_hindex ix = index_of(b);
     ath_hindex_clear(&ix);

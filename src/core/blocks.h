@@ -109,6 +109,10 @@ static inline ath_coord ath_blocks_leaf_cell(const ath_blocks *b, size_t leaf, i
 ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords, const ath_cf32 *states,
                                ath_error *err);
 
+/* Replaces the values with states (from ath_big_realloc, cells_cap * d values, in the
+ * same value numbering); the old values are freed.  Cannot fail. */
+void ath_blocks_adopt_states(ath_blocks *b, ath_cf32 *states);
+
 /* Undoes insertions: drops cells >= ncells0 and leaves >= nleaves0 (valid
  * only when nothing else changed since the counts were taken). */
 void ath_blocks_truncate(ath_blocks *b, size_t ncells0, size_t nleaves0);

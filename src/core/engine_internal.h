@@ -112,10 +112,24 @@ struct ath_engine {
     size_t tbuf_floats;
     struct block_order *border;      /* blocks in evaluation order (clipped ones grouped by shape) */
     size_t border_cap;
+
+    /* the leaf step (eval_leaf.c): 1 while the matter is stored in the order a step's
+     * commit leaves it (Morton order of the cells); every other change clears it */
+    int matter_ordered;
+    struct ath_leaf_block *lblocks;  /* per block of e->blocks (this step) */
+    size_t lblocks_cap;
+    ath_cf32 *lvals;                 /* new values by value number (the matter's capacity) */
+    uint8_t *lkeep;                  /* keep decision by value number */
+    ath_cf32 *hvals;                 /* new values of the cells of E that are not matter */
+    uint8_t *hkeep;
 };
 
-/* Every change of the matter (add, activate, commit, clear) drops the cell-map view. */
-static inline void ath_eng_matter_changed(ath_engine *e) { e->view_valid = 0; }
+/* Every change of the matter (add, activate, commit, clear) drops the cell-map view and
+ * the storage-order guarantee (a commit sets it again). */
+static inline void ath_eng_matter_changed(ath_engine *e) {
+    e->view_valid = 0;
+    e->matter_ordered = 0;
+}
 
 /* ---- extent.c */
 ath_status ath_eng_validate_config(const ath_engine_config *c, ath_error *err);
@@ -242,13 +256,100 @@ ath_status ath_eng_order_eval_set(ath_engine *e, size_t n, ath_error *err);
 int ath_eng_update_and_gather(ath_engine *e, ath_out_layout layout, size_t u0, int64_t nu, size_t g0,
                               int64_t ng);
 
-/* ---- eval_tile.c: step 4 on tiles */
+/* ---- eval_tile.c: step 4 on tiles (16 x 16 blocks with halos) */
+static inline int64_t ath_eng_block_of(int64_t v) {
+    return (v - (v & (ATH_ENGINE_TILE - 1))) / ATH_ENGINE_TILE;
+}
+
+/* A block's model input region: [x0, x0 + w) x [y0, y0 + h) in plane z.  With a
+ * 'zero' extent it is clipped to the window, so the model's own zero padding at
+ * every layer falls on the window edge, as in a dense evaluation (DESIGN 3.4). */
+typedef struct tile_box {
+    int64_t x0, y0, w, h;
+} tile_box;
+
+static inline tile_box ath_eng_block_box(const ath_engine *e, size_t blk, int64_t h) {
+    const ath_coord bc = e->blocks[blk];
+    tile_box b;
+    b.x0 = bc.x * ATH_ENGINE_TILE - h;
+    b.y0 = bc.y * ATH_ENGINE_TILE - h;
+    b.w = ATH_ENGINE_TILE + 2 * h;
+    b.h = ATH_ENGINE_TILE + 2 * h;
+    if (e->cfg.extent == ATH_EXTENT_ZERO) {
+        const int64_t g = e->cfg.grid_size;
+        int64_t x1 = b.x0 + b.w, y1 = b.y0 + b.h;
+        if (b.x0 < 0) b.x0 = 0;
+        if (b.y0 < 0) b.y0 = 0;
+        if (x1 > g) x1 = g;
+        if (y1 > g) y1 = g;
+        b.w = x1 - b.x0;
+        b.h = y1 - b.y0;
+    }
+    return b;
+}
+
+/* One cell's d values into a channel-planar item at p (channel k: re at
+ * p[k*SS], im at p[(d+k)*SS]), and one cell back from planar rows (re[k*stride]);
+ * the usual widths unrolled. */
+static inline void ath_eng_put_planar_d(float *p, int64_t SS, const ath_cf32 *v, int64_t d) {
+    int64_t k;
+    for (k = 0; k < d; k++) {
+        p[k * SS] = v[k].re;
+        p[(d + k) * SS] = v[k].im;
+    }
+}
+static inline void ath_eng_put_planar(float *p, int64_t SS, const ath_cf32 *v, int64_t d) {
+    switch (d) {
+    case 4: ath_eng_put_planar_d(p, SS, v, 4); break;
+    case 8: ath_eng_put_planar_d(p, SS, v, 8); break;
+    default: ath_eng_put_planar_d(p, SS, v, d); break;
+    }
+}
+static inline void ath_eng_take_planar_d(const float *re, const float *im, int64_t stride, int64_t d, ath_cf32 *o) {
+    int64_t k;
+    for (k = 0; k < d; k++) {
+        o[k].re = re[k * stride];
+        o[k].im = im[k * stride];
+    }
+}
+static inline void ath_eng_take_planar(const float *re, const float *im, int64_t stride, int64_t d, ath_cf32 *o) {
+    switch (d) {
+    case 4: ath_eng_take_planar_d(re, im, stride, 4, o); break;
+    case 8: ath_eng_take_planar_d(re, im, stride, 8, o); break;
+    default: ath_eng_take_planar_d(re, im, stride, d, o); break;
+    }
+}
+
+/* Where a block's cells come from and where its results go: the evaluated set
+ * (eval_tile.c) or the matter leaves (eval_leaf.c).  gather fills one input
+ * item (region bx, channel-planar); update applies the rule to the block's
+ * cells of E from the input and output items and returns 1 on a non-finite
+ * update.  Both run in parallel over blocks (disjoint writes). */
+typedef struct ath_tile_source {
+    void (*gather)(const ath_engine *e, size_t blk, float *item, tile_box bx, ath_cf32 *scratch);
+    int (*update)(ath_engine *e, size_t blk, const float *in, const float *out, tile_box bx);
+} ath_tile_source;
+
+/* The evaluated set's source (step 1-2 built E and its tile index). */
+extern const ath_tile_source ath_eng_eset_source;
+
+/* Block number of (bx, by, z) in e->blocks, added if absent (*nb: blocks so far); -1 on
+ * allocation failure. */
+int64_t ath_eng_block_get(ath_engine *e, size_t *nb, int64_t bx, int64_t by, int64_t z, ath_error *err);
 /* The BT x BT blocks covering E (sorted), in order of first appearance: *nb_out blocks. */
 ath_status ath_eng_build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_error *err);
 /* 1 if E is so sparse in its blocks that per-cell patches cost less than tiles
  * (isolated cells: a block each); only for built-in models off a 'zero' window,
  * where both give the same numbers. */
 int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb);
-ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t *per_call, ath_error *err);
+/* Step 4 on the nb blocks of e->blocks, cells and results through src. */
+ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *src, int64_t *calls,
+                              int64_t *per_call, ath_error *err);
+
+/* ---- eval_leaf.c: a whole step from the matter leaves (built-in block models, zero background) */
+int ath_eng_leaf_step_applies(const ath_engine *e);
+/* *declined: nothing was changed and the general path must run; else the step is done
+ * (or failed with the engine unchanged). */
+ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count, ath_error *err);
 
 #endif

@@ -22,7 +22,6 @@
 
 #define BT ATH_ENGINE_TILE
 
-static inline int64_t block_of(int64_t v) { return (v - (v & (BT - 1))) / BT; }
 
 static inline ath_hindex block_index(const ath_engine *e) {
     ath_hindex ix;
@@ -31,8 +30,7 @@ static inline ath_hindex block_index(const ath_engine *e) {
     return ix;
 }
 
-/* Block number of (bx, by, z), adding it if absent; -1 on allocation failure. */
-static int64_t block_get(ath_engine *e, size_t *nb, int64_t bx, int64_t by, int64_t z, ath_error *err) {
+int64_t ath_eng_block_get(ath_engine *e, size_t *nb, int64_t bx, int64_t by, int64_t z, ath_error *err) {
     const ath_coord key = ath_coord_make(bx, by, z);
     const uint64_t h = ath_eng_tslot_hash(bx, by, z);
     ath_hindex ix;
@@ -70,9 +68,9 @@ ath_status ath_eng_build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_err
     }
     for (i = 0; i < n; i++) {
         const ath_coord c = e->ecoords[i];
-        const int64_t bx = block_of(c.x), by = block_of(c.y);
+        const int64_t bx = ath_eng_block_of(c.x), by = ath_eng_block_of(c.y);
         if (bx == px && by == py && c.z == pz) continue;
-        if (block_get(e, &nb, bx, by, c.z, err) < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+        if (ath_eng_block_get(e, &nb, bx, by, c.z, err) < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
         px = bx;
         py = by;
         pz = c.z;
@@ -92,33 +90,6 @@ static inline int64_t e_find_cached(const ath_engine *e, ath_coord c, int64_t *c
         *ct = ath_eng_tile_find(e, tx, ty, c.z);
     }
     return *ct < 0 ? -1 : e->tcells[*ct * TILE * TILE + ath_eng_tile_local(c)];
-}
-
-/* A block's model input region: [x0, x0 + w) x [y0, y0 + h) in plane z.  With a
- * 'zero' extent it is clipped to the window, so the model's own zero padding at
- * every layer falls on the window edge, as in a dense evaluation (DESIGN 3.4). */
-typedef struct tile_box {
-    int64_t x0, y0, w, h;
-} tile_box;
-
-static tile_box block_box(const ath_engine *e, size_t blk, int64_t h) {
-    const ath_coord bc = e->blocks[blk];
-    tile_box b;
-    b.x0 = bc.x * BT - h;
-    b.y0 = bc.y * BT - h;
-    b.w = BT + 2 * h;
-    b.h = BT + 2 * h;
-    if (e->cfg.extent == ATH_EXTENT_ZERO) {
-        const int64_t g = e->cfg.grid_size;
-        int64_t x1 = b.x0 + b.w, y1 = b.y0 + b.h;
-        if (b.x0 < 0) b.x0 = 0;
-        if (b.y0 < 0) b.y0 = 0;
-        if (x1 > g) x1 = g;
-        if (y1 > g) y1 = g;
-        b.w = x1 - b.x0;
-        b.h = y1 - b.y0;
-    }
-    return b;
 }
 
 static int block_order_cmp(const void *a, const void *b) {
@@ -146,6 +117,33 @@ static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box b
         for (j = 0; j < nty; j++)
             for (i = 0; i < ntx; i++) tl[j * ntx + i] = ath_eng_tile_find(e, tx0 + i, ty0 + j, z);
     }
+    if (pre) {
+        /* row by row: the window test and the tile row are per row, the tile per cell a lookup in tl */
+        const int zero_ext = e->cfg.extent == ATH_EXTENT_ZERO, vacuum = e->cfg.background == ATH_BACKGROUND_VACUUM;
+        const int64_t g = e->cfg.grid_size;
+        for (iy = 0; iy < bx.h; iy++) {
+            const int64_t y = bx.y0 + iy, ly = (y & (TILE - 1)) * TILE;
+            const int yin = !zero_ext || (y >= 0 && y < g);
+            const int64_t *trow = tl + (ath_eng_tile_of(y) - ty0) * ntx;
+            float *row = base + iy * W;
+            for (ix = 0; ix < W; ix++) {
+                const int64_t x = bx.x0 + ix;
+                const ath_cf32 *v = e->zeros; /* outside a 'zero' window, or an absent cell on zero */
+                if (yin && (!zero_ext || (x >= 0 && x < g))) {
+                    const int64_t t = trow[ath_eng_tile_of(x) - tx0];
+                    const int64_t idx = t < 0 ? -1 : e->tcells[t * TILE * TILE + ly + (x & (TILE - 1))];
+                    if (idx >= 0) {
+                        v = ath_eng_cur_of(e, idx);
+                    } else if (vacuum) {
+                        ath_eng_background(e, ath_coord_make(x, y, z), scratch);
+                        v = scratch;
+                    }
+                }
+                ath_eng_put_planar(row + ix, SS, v, d);
+            }
+        }
+        return;
+    }
     for (iy = 0; iy < bx.h; iy++) {
         for (ix = 0; ix < W; ix++) {
             ath_coord c = ath_coord_make(bx.x0 + ix, bx.y0 + iy, z);
@@ -159,22 +157,14 @@ static void tile_gather(const ath_engine *e, size_t blk, float *base, tile_box b
                 }
                 continue;
             }
-            if (pre) {
-                const int64_t t = tl[(ath_eng_tile_of(c.y) - ty0) * ntx + (ath_eng_tile_of(c.x) - tx0)];
-                idx = t < 0 ? -1 : e->tcells[t * TILE * TILE + ath_eng_tile_local(c)];
-            } else {
-                idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
-            }
+            idx = e_find_cached(e, c, &ctx, &cty, &ctz, &ct);
             if (idx >= 0) {
                 v = ath_eng_cur_of(e, idx);
             } else {
                 ath_eng_background(e, c, scratch);
                 v = scratch;
             }
-            for (k = 0; k < d; k++) {
-                base[k * SS + px] = v[k].re;
-                base[(d + k) * SS + px] = v[k].im;
-            }
+            ath_eng_put_planar(base + px, SS, v, d);
         }
     }
 }
@@ -196,11 +186,16 @@ static inline int64_t block_cell(const ath_engine *e, const int64_t *tl, int64_t
 /* Widest state that tile_update runs through ath_rule_planar_row (stack scratch). */
 #define RULE_MAX_D 64
 
-/* The rule for the cells of E in block blk from the output item base (region bx);
- * 1 if non-finite output (at a cell of E).  Row by row: the cells of E in a
- * block row run through ath_rule_planar_row together (cells of the row not in E are
- * computed on zeros and dropped); sparse rows go cell by cell. */
-static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx) {
+/* The rule for the cells of E in block blk from the input item in and the output
+ * item out (region bx); 1 if non-finite output (at a cell of E).  Row by row: the
+ * cells of E in a block row run through ath_rule_planar_row together; cells of
+ * the row not in E are computed and dropped.  A built-in model leaves its input
+ * as it was, and the input item holds exactly the current field on E (the
+ * matter value, else the background, gathered as ath_eng_cur_of() reads it), so
+ * psi is read from there with nothing transposed; a model from outside (which
+ * might write to its input) gets psi transposed from the field itself.  Sparse
+ * rows go cell by cell. */
+static int tile_update(ath_engine *e, size_t blk, const float *in, const float *out, tile_box bx) {
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
     const ath_coord bc = e->blocks[blk];
     const int64_t bx0 = bc.x * BT, by0 = bc.y * BT;
@@ -208,14 +203,17 @@ static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx
     const int64_t xa = bx.x0 > bx0 ? bx.x0 - bx0 : 0, xb = bx.x0 + bx.w < bx0 + BT ? bx.x0 + bx.w - bx0 : BT;
     const int64_t ya = bx.y0 > by0 ? bx.y0 - by0 : 0, yb = bx.y0 + bx.h < by0 + BT ? bx.y0 + bx.h - by0 : BT;
     int64_t tl[(BT / TILE) * (BT / TILE)], idx[BT];
-    float pre[RULE_MAX_D * BT], pim[RULE_MAX_D * BT], ore[RULE_MAX_D * BT], oim[RULE_MAX_D * BT];
+    float ore[RULE_MAX_D * BT], oim[RULE_MAX_D * BT], pbuf_re[RULE_MAX_D * BT], pbuf_im[RULE_MAX_D * BT];
+    const int psi_from_item = ath_model_accepts_tiles(e->model);
     double norm[BT];
     uint8_t nonfin[BT], keep[BT];
     int64_t iy, ix, k;
     int bad = 0;
     block_tiles(e, bc, tl);
     for (iy = ya; iy < yb; iy++) {
-        const float *rrow = base + (by0 + iy - bx.y0) * W + (bx0 - bx.x0);
+        const int64_t roff = (by0 + iy - bx.y0) * W + (bx0 - bx.x0);
+        const float *rrow = out + roff, *prow = in + roff, *pre, *pim;
+        ptrdiff_t ps;
         int64_t cnt = 0, x0 = -1, x1 = 0;
         for (ix = xa; ix < xb; ix++) {
             idx[ix] = block_cell(e, tl, ix, iy);
@@ -239,31 +237,31 @@ static int tile_update(ath_engine *e, size_t blk, const float *base, tile_box bx
             }
             continue;
         }
-        for (ix = x0; ix < x1; ix++) {
-            const int64_t j = ix - x0;
-            if (idx[ix] >= 0) {
-                const ath_cf32 *v = ath_eng_cur_of(e, idx[ix]);
+        if (psi_from_item) {
+            pre = prow + x0;
+            pim = prow + x0 + d * SS;
+            ps = (ptrdiff_t)SS;
+        } else {
+            for (ix = x0; ix < x1; ix++) {
+                const int64_t j = ix - x0;
+                const ath_cf32 *v = idx[ix] >= 0 ? ath_eng_cur_of(e, idx[ix]) : e->zeros;
                 for (k = 0; k < d; k++) {
-                    pre[k * BT + j] = v[k].re;
-                    pim[k * BT + j] = v[k].im;
+                    pbuf_re[k * BT + j] = v[k].re;
+                    pbuf_im[k * BT + j] = v[k].im;
                 }
-            } else {
-                for (k = 0; k < d; k++) pre[k * BT + j] = pim[k * BT + j] = 0.0f;
             }
+            pre = pbuf_re;
+            pim = pbuf_im;
+            ps = BT;
         }
-        (void)ath_rule_planar_row(pre, pim, BT, rrow + x0, rrow + x0 + d * SS, (ptrdiff_t)SS, x1 - x0, d,
+        (void)ath_rule_planar_row(pre, pim, ps, rrow + x0, rrow + x0 + d * SS, (ptrdiff_t)SS, x1 - x0, d,
                                   e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold, ore, oim, BT, norm,
                                   nonfin, keep);
         for (ix = x0; ix < x1; ix++) {
             const int64_t j = ix - x0;
-            ath_cf32 *o;
             if (idx[ix] < 0) continue;
-            o = e->newst + idx[ix] * d;
             if (nonfin[j]) bad = 1;
-            for (k = 0; k < d; k++) {
-                o[k].re = ore[k * BT + j];
-                o[k].im = oim[k * BT + j];
-            }
+            ath_eng_take_planar(ore + j, oim + j, BT, d, e->newst + idx[ix] * d);
             e->keep[idx[ix]] = keep[j];
         }
     }
@@ -284,7 +282,10 @@ int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb) {
 /* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
  * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
  * to a 'zero' window then run grouped by their region's shape. */
-ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t *per_call, ath_error *err) {
+const ath_tile_source ath_eng_eset_source = {tile_gather, tile_update};
+
+ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *src, int64_t *calls,
+                              int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
     const int64_t per_item = e->channels * S * S;
     int64_t tb = ATH_ENGINE_TILE_BATCH_FLOATS / per_item;
@@ -312,7 +313,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t 
         st = ath_eng_grow((void **)&e->border, &e->border_cap, nb, sizeof(struct block_order), err);
         if (st != ATH_OK) return st;
         for (i = 0; i < nb; i++) {
-            const tile_box bx = block_box(e, i, h);
+            const tile_box bx = ath_eng_block_box(e, i, h);
             e->border[i].blk = i;
             e->border[i].key = (bx.w == S && bx.h == S) ? -1 : bx.h * (S + 1) + bx.w;
             if (i > 0 && e->border[i].key < e->border[i - 1].key) sorted = 0;
@@ -322,7 +323,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t 
     *per_call = tb;
     for (b0 = 0; b0 < nb;) {
         const int64_t key = e->border[b0].key;
-        const tile_box bx0 = block_box(e, e->border[b0].blk, h);
+        const tile_box bx0 = ath_eng_block_box(e, e->border[b0].blk, h);
         const int64_t item = e->channels * bx0.w * bx0.h;
         int64_t cnt = 1, shape[4], b;
         ath_out_layout layout;
@@ -343,7 +344,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t 
 #endif
             for (bi = 0; bi < cnt; bi++) {
                 const size_t blk = e->border[b0 + (size_t)bi].blk;
-                tile_gather(e, blk, e->tin_buf + bi * item, block_box(e, blk, h), scratch);
+                src->gather(e, blk, e->tin_buf + bi * item, ath_eng_block_box(e, blk, h), scratch);
             }
         }
         shape[0] = cnt;
@@ -358,7 +359,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, int64_t *calls, int64_t 
 #endif
         for (b = 0; b < cnt; b++) {
             const size_t blk = e->border[b0 + (size_t)b].blk;
-            bad |= tile_update(e, blk, e->tout_buf + b * item, block_box(e, blk, h));
+            bad |= src->update(e, blk, e->tin_buf + b * item, e->tout_buf + b * item, ath_eng_block_box(e, blk, h));
         }
         if (bad)
             return ath_error_set(err, ATH_ERR_NONFINITE,

@@ -78,6 +78,15 @@ void ath_eng_step_release(ath_engine *e) {
     e->blocks = NULL;
     e->border = NULL;
     e->bcap = e->blocks_cap = e->border_cap = 0;
+    ath_eng_sfree(e->lblocks);
+    ath_eng_sfree(e->lvals);
+    ath_eng_sfree(e->lkeep);
+    ath_eng_sfree(e->hvals);
+    ath_eng_sfree(e->hkeep);
+    e->lblocks = NULL;
+    e->lblocks_cap = 0;
+    e->lvals = e->hvals = NULL;
+    e->lkeep = e->hkeep = NULL;
     ath_eng_sfree(e->tin_buf);
     ath_eng_sfree(e->tout_buf);
     e->tin_buf = NULL;

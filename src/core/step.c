@@ -56,7 +56,7 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
     }
 
     if (use_tiles) {
-        st = ath_eng_step_tiles(e, nblocks, &calls, &per_call, err);
+        st = ath_eng_step_tiles(e, nblocks, &ath_eng_eset_source, &calls, &per_call, err);
         if (st != ATH_OK) return st;
     } else {
         /* 4: model in fixed chunks; the update of one chunk runs in the same
@@ -132,10 +132,12 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
     ath_blocks_release(&e->next);
 done:
     ath_eng_matter_changed(e);
+    e->matter_ordered = 1; /* the kept cells in E's (Morton) order */
     e->step++;
     e->stats.evaluated = (int64_t)n;
     e->stats.model_calls = calls;
     e->stats.batch = per_call;
+    e->stats.path = use_tiles ? ATH_STEP_BLOCKS : ATH_STEP_PATCHES;
     if (matter_count != NULL) *matter_count = (int64_t)kept;
     return ATH_OK;
 }
@@ -144,6 +146,12 @@ ath_status ath_engine_step(ath_engine *e, int64_t *matter_count, ath_error *err)
     ath_status st;
     if (e == NULL) return ath_error_set(err, ATH_ERR_INVALID, "engine: NULL");
     if (e->model == NULL) return ath_error_set(err, ATH_ERR_NO_MODEL, "no model set (set_model / load_model)");
+    if (ath_eng_leaf_step_applies(e)) {
+        int declined = 0;
+        st = ath_eng_leaf_step(e, &declined, matter_count, err);
+        ath_eng_step_release(e);
+        if (!declined) return st;
+    }
     st = step_inner(e, matter_count, err);
     ath_eng_step_release(e);
     return st;

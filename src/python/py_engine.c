@@ -536,8 +536,10 @@ static PyObject *stats_impl(AthPyEngine *self) {
     ath_engine_memory mem;
     ath_engine_get_stats(ENG(self), &st);
     ath_engine_get_memory(ENG(self), &mem);
-    return Py_BuildValue("{s:L,s:L,s:L,s:n,s:n,s:n,s:n}", "evaluated", (long long)st.evaluated, "model_calls",
-                         (long long)st.model_calls, "batch", (long long)st.batch, "matter_bytes",
+    static const char *const paths[] = {"patches", "blocks", "leaves"};
+    return Py_BuildValue("{s:L,s:L,s:L,s:s,s:n,s:n,s:n,s:n}", "evaluated", (long long)st.evaluated, "model_calls",
+                         (long long)st.model_calls, "batch", (long long)st.batch, "path",
+                         paths[st.path >= ATH_STEP_PATCHES && st.path <= ATH_STEP_LEAVES ? st.path : 0], "matter_bytes",
                          (Py_ssize_t)mem.matter_bytes, "scratch_bytes", (Py_ssize_t)mem.scratch_bytes,
                          "memory_bytes", (Py_ssize_t)(mem.matter_bytes + mem.scratch_bytes), "stored_cells",
                          (Py_ssize_t)ath_engine_matter_count(ENG(self)));
@@ -615,7 +617,8 @@ static PyMethodDef engine_methods[] = {
     {"compute_visualization", KW engine_compute_visualization, METH_VARARGS | METH_KEYWORDS,
      "compute_visualization(viz_type, roi=None, *, z=0, channel=0) -> (h, w) float32; (h, w, 3) holographic, (5, h, w) holographic_bulk"},
     {"stats", (PyCFunction)engine_stats, METH_NOARGS,
-     "stats() -> dict: the last step's counters (evaluated, model_calls, batch) and the engine's memory "
+     "stats() -> dict: the last step's counters (evaluated, model_calls, batch), its path ('leaves', "
+     "'blocks' or 'patches': how E was evaluated, same numbers on each) and the engine's memory "
      "(matter_bytes, scratch_bytes, memory_bytes, stored_cells)."},
     {"_stats", (PyCFunction)engine_stats, METH_NOARGS,
      "_stats() -> dict: evaluated cells, model calls and batch size of the last step; the engine's "

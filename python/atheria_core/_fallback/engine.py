@@ -118,7 +118,8 @@ class Engine(ModelSlot):
         self._r = (self._patch - 1) // 2
         per_cell = 2 * self._d * self._patch * self._patch
         self._batch = max(1, min(DEFAULT_BATCH, MAX_BATCH_FLOATS // per_cell))
-        self._last_stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch}
+        self._last_stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch,
+                            "path": "python"}
         r = self._r
         dy, dx = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij")
         self._offsets = np.stack([dx.ravel(), dy.ravel(), np.zeros(dx.size, dtype=np.int64)],
@@ -330,7 +331,8 @@ class Engine(ModelSlot):
         M, S = self._coords, self._states
         if len(M) == 0:
             self._step += 1
-            self._last_stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch}
+            self._last_stats = {"evaluated": 0, "model_calls": 0, "batch": self._batch,
+                            "path": "python"}
             return 0
         offs = self._offsets
         if self._extent is None:
@@ -394,7 +396,8 @@ class Engine(ModelSlot):
         self._coords = np.ascontiguousarray(np.concatenate(new_c))
         self._states = np.ascontiguousarray(np.concatenate(new_s))
         self._step += 1
-        self._last_stats = {"evaluated": int(len(E)), "model_calls": calls, "batch": self._batch}
+        self._last_stats = {"evaluated": int(len(E)), "model_calls": calls, "batch": self._batch,
+                            "path": "python"}
         return len(self._coords)
 
     def _fold(self, coords: np.ndarray) -> np.ndarray:
@@ -426,7 +429,8 @@ class Engine(ModelSlot):
         return len(self._coords)
 
     def stats(self) -> dict:
-        """The last step's counters {'evaluated', 'model_calls', 'batch'} (public form of ``_stats``)."""
+        """The last step's counters {'evaluated', 'model_calls', 'batch', 'path'} (public form of
+        ``_stats``); 'path' is 'python' here (the C engine says 'leaves', 'blocks' or 'patches')."""
         return self._stats()
 
     def _stats(self) -> dict:

@@ -1,0 +1,351 @@
+/* Sparse Engine: the leaf step — one step straight from the matter leaves.
+ *
+ * For a built-in block model (ZeroModel, ConvModel) on a zero background off a
+ * periodic window, with the matter stored in the order a step leaves it
+ * (e->matter_ordered), the evaluated set E is never materialised: no tile
+ * index, no per-cell coordinate or source arrays, no Morton sort of cells.
+ *   1. The 16 x 16 blocks come from the leaves: each leaf adds the blocks its
+ *      radius-r neighbourhood touches (one hash probe per leaf and block).
+ *   2. Per block, the leaves of its window (the block and R4 = r rounded up to
+ *      a leaf around it) are looked up once; E's cells of the block are the
+ *      matter masks dilated by r, done on 64-bit rows (eval order: one word
+ *      per row of the window).
+ *   3. ath_eng_step_tiles runs the blocks through the model with this file's
+ *      source: the gather reads the leaves' values, the update writes each
+ *      matter cell's new value to its own value number in a new pool (lvals)
+ *      and each other cell of E to the block's range of hvals.
+ *   4. Commit.  No birth and no death (the usual steady state): the new pool
+ *      replaces the matter's values, the leaves stay.  Otherwise the kept
+ *      cells, sorted by ath_coord_morton_sort_keys exactly as step 2 of the
+ *      general path orders E, become new leaves.
+ * The numbers are the general path's bit for bit: the same blocks and input
+ * items (a built-in model computes every item on its own, so which blocks
+ * share a batch does not matter), the same rule on the same values, the same
+ * order of the kept cells.  It declines (nothing changed, the general path
+ * runs) for scattered matter (ath_eng_tiles_too_sparse), radius > LEAF_R_MAX,
+ * wider states than LEAF_D_MAX and coordinates near ATH_COORD_LIMIT.
+ *
+ * Scratch of one step: lvals (the value pool's size) and lkeep (1 B per
+ * cell), the block records (~0.5 KB per 16 x 16 block), hvals / hkeep for the
+ * cells of E that are not matter (65 B each at d_state 8), the tile batches. */
+#include "coord_internal.h"
+#include "engine_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define BT ATH_ENGINE_TILE
+#define LEAF_R_MAX 12 /* widest patch radius: a window of (BT + 2 * 12) / ATH_LEAF = 10 leaves a side */
+#define LEAF_D_MAX 64 /* widest state (stack rows of the update) */
+#define LW_MAX ((BT + 2 * LEAF_R_MAX) / ATH_LEAF)
+
+struct ath_leaf_block {
+    uint16_t emask[BT];            /* cells of E: bit x of row y */
+    uint16_t mmask[BT];            /* matter cells */
+    int32_t win[LW_MAX * LW_MAX];  /* leaves of the window, nl a side (-1: absent) */
+    uint64_t hbase;                /* hvals number of its first cell of E that is not matter */
+    uint32_t ecount, hcount;       /* its cells of E; of them, not matter */
+    uint32_t kept, births;         /* after the update: matter cells kept, other cells kept */
+};
+
+/* The window margin: r rounded up to whole leaves. */
+static inline int64_t leaf_margin(const ath_engine *e) { return (e->radius + ATH_LEAF - 1) & ~(int64_t)(ATH_LEAF - 1); }
+static inline int64_t leaf_window_side(const ath_engine *e) { return (BT + 2 * leaf_margin(e)) / ATH_LEAF; }
+
+int ath_eng_leaf_step_applies(const ath_engine *e) {
+    return ath_engine_uses_tiles(e) && ath_model_accepts_tiles(e->model) &&
+           e->cfg.background == ATH_BACKGROUND_ZERO && e->cfg.extent != ATH_EXTENT_PERIODIC &&
+           e->radius <= LEAF_R_MAX && e->cfg.d_state <= LEAF_D_MAX && e->matter_ordered && e->matter.ncells > 0;
+}
+
+/* Cells [lo, hi] of an axis that E may hold (clipped to a 'zero' window); 0 if none. */
+static int axis_range(const ath_engine *e, int64_t lo, int64_t hi, int64_t *a, int64_t *b) {
+    if (e->cfg.extent == ATH_EXTENT_ZERO) {
+        if (lo < 0) lo = 0;
+        if (hi > e->cfg.grid_size - 1) hi = e->cfg.grid_size - 1;
+    }
+    *a = lo;
+    *b = hi;
+    return lo <= hi;
+}
+
+/* Step 1: the blocks every leaf's neighbourhood touches, in leaf order.  *declined
+ * when a neighbourhood reaches past ATH_COORD_LIMIT (the general path clips it). */
+static ath_status leaf_blocks(ath_engine *e, size_t *nb_out, int *declined, ath_error *err) {
+    const ath_blocks *m = &e->matter;
+    const int64_t r = e->radius, lim = ATH_COORD_LIMIT - BT - 2 * LEAF_R_MAX;
+    int64_t px = INT64_MIN, py = 0, pz = 0;
+    size_t l, nb = 0;
+    for (l = 0; l < m->nleaves; l++) {
+        const ath_coord k = m->key[l];
+        int64_t x0, x1, y0, y1, bx, by;
+        if (m->mask[l] == 0) continue;
+        if (k.x < -lim / ATH_LEAF || k.x > lim / ATH_LEAF || k.y < -lim / ATH_LEAF || k.y > lim / ATH_LEAF) {
+            *declined = 1;
+            return ATH_OK;
+        }
+        if (!axis_range(e, k.x * ATH_LEAF - r, k.x * ATH_LEAF + ATH_LEAF - 1 + r, &x0, &x1) ||
+            !axis_range(e, k.y * ATH_LEAF - r, k.y * ATH_LEAF + ATH_LEAF - 1 + r, &y0, &y1))
+            continue;
+        for (by = ath_eng_block_of(y0); by <= ath_eng_block_of(y1); by++)
+            for (bx = ath_eng_block_of(x0); bx <= ath_eng_block_of(x1); bx++) {
+                if (bx == px && by == py && k.z == pz) continue; /* consecutive leaves share blocks */
+                if (ath_eng_block_get(e, &nb, bx, by, k.z, err) < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+                px = bx;
+                py = by;
+                pz = k.z;
+            }
+    }
+    *nb_out = nb;
+    return ATH_OK;
+}
+
+/* Step 2 for one block: its window's leaves, its matter and E masks and their counts. */
+static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_block *lb) {
+    const ath_blocks *m = &e->matter;
+    const ath_coord bc = e->blocks[blk];
+    const int64_t r = e->radius, R4 = leaf_margin(e), nl = leaf_window_side(e);
+    const int64_t lx0 = bc.x * (BT / ATH_LEAF) - R4 / ATH_LEAF, ly0 = bc.y * (BT / ATH_LEAF) - R4 / ATH_LEAF;
+    uint64_t dil[BT + 2 * LEAF_R_MAX]; /* row Y - (-r) of the window: matter dilated by r along x */
+    uint32_t ec = 0, hc = 0;
+    uint16_t xclip = 0xFFFF;
+    int64_t i, j, Y, y, dx;
+    for (j = 0; j < nl; j++)
+        for (i = 0; i < nl; i++) lb->win[j * nl + i] = (int32_t)ath_blocks_find_leaf(m, lx0 + i, ly0 + j, bc.z);
+    for (Y = -r; Y < BT + r; Y++) {
+        const int64_t q = Y + R4, ly = q & (ATH_LEAF - 1);
+        const int32_t *wrow = lb->win + (q / ATH_LEAF) * nl;
+        uint64_t row = 0, d;
+        for (i = 0; i < nl; i++)
+            if (wrow[i] >= 0)
+                row |= (uint64_t)((m->mask[wrow[i]] >> (ly * ATH_LEAF)) & ((1u << ATH_LEAF) - 1)) << (ATH_LEAF * i);
+        if (Y >= 0 && Y < BT) lb->mmask[Y] = (uint16_t)(row >> R4);
+        d = row;
+        for (dx = 1; dx <= r; dx++) d |= (row << dx) | (row >> dx);
+        dil[Y + r] = d;
+    }
+    if (e->cfg.extent == ATH_EXTENT_ZERO) {
+        const int64_t g = e->cfg.grid_size, x0 = bc.x * BT;
+        for (i = 0; i < BT; i++)
+            if (x0 + i < 0 || x0 + i >= g) xclip = (uint16_t)(xclip & ~(1u << i));
+    }
+    for (y = 0; y < BT; y++) {
+        uint64_t acc = 0;
+        uint16_t em;
+        int64_t dy;
+        for (dy = -r; dy <= r; dy++) acc |= dil[y + dy + r];
+        em = (uint16_t)((acc >> R4) & xclip);
+        if (e->cfg.extent == ATH_EXTENT_ZERO && (bc.y * BT + y < 0 || bc.y * BT + y >= e->cfg.grid_size)) em = 0;
+        lb->emask[y] = em;
+        ec += (uint32_t)__builtin_popcount(em);
+        hc += (uint32_t)__builtin_popcount(em & (uint16_t)~lb->mmask[y]);
+    }
+    lb->ecount = ec;
+    lb->hcount = hc;
+}
+
+/* Value number of matter cell (x, y) of a block (its bit set in mmask). */
+static inline size_t leaf_cell_slot(const ath_engine *e, const struct ath_leaf_block *lb, int64_t x, int64_t y) {
+    const int64_t q = leaf_margin(e) / ATH_LEAF, nl = leaf_window_side(e);
+    const int32_t leaf = lb->win[(q + y / ATH_LEAF) * nl + q + x / ATH_LEAF];
+    return e->matter.slot[(size_t)leaf * ATH_LEAF_CELLS + (size_t)((y % ATH_LEAF) * ATH_LEAF + x % ATH_LEAF)];
+}
+
+static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box bx, ath_cf32 *scratch) {
+    const ath_blocks *m = &e->matter;
+    const struct ath_leaf_block *lb = &e->lblocks[blk];
+    const ath_coord bc = e->blocks[blk];
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h, R4 = leaf_margin(e), nl = leaf_window_side(e);
+    const int64_t ox = bc.x * BT - R4, oy = bc.y * BT - R4; /* the window's first cell */
+    int64_t iy, ix;
+    (void)scratch;
+    for (iy = 0; iy < bx.h; iy++) {
+        const int64_t q = bx.y0 + iy - oy;
+        const int32_t *wrow = lb->win + (q / ATH_LEAF) * nl;
+        const size_t lrow = (size_t)(q % ATH_LEAF) * ATH_LEAF;
+        float *row = base + iy * W;
+        for (ix = 0; ix < W; ix++) {
+            const int64_t p = bx.x0 + ix - ox;
+            const int32_t leaf = wrow[p / ATH_LEAF];
+            const ath_cf32 *v = e->zeros;
+            if (leaf >= 0) {
+                const uint32_t s = m->slot[(size_t)leaf * ATH_LEAF_CELLS + lrow + (size_t)(p % ATH_LEAF)];
+                if (s != ATH_LEAF_EMPTY) v = m->states + (size_t)s * (size_t)d;
+            }
+            ath_eng_put_planar(row + ix, SS, v, d);
+        }
+    }
+}
+
+/* The rule for the block's cells of E, psi read from the input item (a built-in model
+ * leaves it as it was; it holds each cell's current value or zero). */
+static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *out, tile_box bx) {
+    struct ath_leaf_block *lb = &e->lblocks[blk];
+    const ath_coord bc = e->blocks[blk];
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
+    float ore[LEAF_D_MAX * BT], oim[LEAF_D_MAX * BT];
+    double norm[BT];
+    uint8_t nonfin[BT], keep[BT];
+    uint64_t h = lb->hbase;
+    uint32_t kept = 0, births = 0;
+    int64_t y, x;
+    int bad = 0;
+    for (y = 0; y < BT; y++) {
+        const unsigned em = lb->emask[y], mm = lb->mmask[y] & em;
+        int64_t x0, x1, roff;
+        if (em == 0) continue;
+        x0 = __builtin_ctz(em);
+        x1 = 32 - __builtin_clz(em);
+        roff = (bc.y * BT + y - bx.y0) * W + (bc.x * BT + x0 - bx.x0);
+        (void)ath_rule_planar_row(in + roff, in + roff + d * SS, (ptrdiff_t)SS, out + roff, out + roff + d * SS,
+                                  (ptrdiff_t)SS, x1 - x0, d, e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold,
+                                  ore, oim, BT, norm, nonfin, keep);
+        for (x = x0; x < x1; x++) {
+            const int64_t j = x - x0;
+            if (!((em >> x) & 1u)) continue;
+            if (nonfin[j]) bad = 1;
+            if ((mm >> x) & 1u) {
+                const size_t s = leaf_cell_slot(e, lb, x, y);
+                ath_eng_take_planar(ore + j, oim + j, BT, d, e->lvals + s * (size_t)d);
+                e->lkeep[s] = keep[j];
+                kept += keep[j];
+            } else {
+                ath_eng_take_planar(ore + j, oim + j, BT, d, e->hvals + h * (uint64_t)d);
+                e->hkeep[h] = keep[j];
+                births += keep[j];
+                h++;
+            }
+        }
+    }
+    lb->kept = kept;
+    lb->births = births;
+    return bad;
+}
+
+static const ath_tile_source leaf_source = {leaf_gather, leaf_update};
+
+/* Step 4, not steady: the kept cells in Morton order (the general path's E order) become new leaves. */
+static ath_status leaf_commit_rebuild(ath_engine *e, size_t nb, size_t nk, ath_error *err) {
+    const size_t d = (size_t)e->cfg.d_state;
+    ath_coord *cs = (ath_coord *)ath_eng_salloc(nk * sizeof *cs), *oc = (ath_coord *)ath_eng_salloc(nk * sizeof *oc);
+    ath_cf32 *vs = (ath_cf32 *)ath_eng_salloc(nk * d * sizeof *vs), *ov = (ath_cf32 *)ath_eng_salloc(nk * d * sizeof *ov);
+    skey *keys = (skey *)ath_eng_salloc(nk * sizeof *keys), *tmp = (skey *)ath_eng_salloc(nk * sizeof *tmp), *k;
+    ath_status st = ATH_OK;
+    size_t blk, i = 0;
+    if (cs == NULL || oc == NULL || vs == NULL || ov == NULL || keys == NULL || tmp == NULL) {
+        st = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (commit of %zu cells)", nk);
+        goto out;
+    }
+    for (blk = 0; blk < nb; blk++) {
+        const struct ath_leaf_block *lb = &e->lblocks[blk];
+        const ath_coord bc = e->blocks[blk];
+        uint64_t h = lb->hbase;
+        int64_t y, x;
+        for (y = 0; y < BT; y++) {
+            const unsigned em = lb->emask[y], mm = lb->mmask[y] & em;
+            for (x = 0; x < BT; x++) {
+                const ath_cf32 *v = NULL;
+                if (!((em >> x) & 1u)) continue;
+                if ((mm >> x) & 1u) {
+                    const size_t s = leaf_cell_slot(e, lb, x, y);
+                    if (e->lkeep[s]) v = e->lvals + s * d;
+                } else {
+                    if (e->hkeep[h]) v = e->hvals + h * d;
+                    h++;
+                }
+                if (v == NULL) continue;
+                cs[i] = ath_coord_make(bc.x * BT + x, bc.y * BT + y, bc.z);
+                memcpy(vs + i * d, v, d * sizeof *vs);
+                keys[i].key = ath_coord_morton(cs[i]);
+                keys[i].idx = (uint64_t)i;
+                i++;
+            }
+        }
+    }
+    k = ath_coord_morton_sort_keys(keys, tmp, nk, cs);
+    for (i = 0; i < nk; i++) {
+        oc[i] = cs[k[i].idx];
+        memcpy(ov + i * d, vs + (size_t)k[i].idx * d, d * sizeof *ov);
+    }
+    ath_blocks_clear(&e->next);
+    st = ath_blocks_set_many(&e->next, nk, oc, ov, err);
+    if (st != ATH_OK) {
+        ath_blocks_release(&e->next);
+        goto out;
+    }
+    ath_blocks_swap(&e->matter, &e->next);
+    ath_blocks_release(&e->next);
+out:
+    ath_eng_sfree(cs);
+    ath_eng_sfree(oc);
+    ath_eng_sfree(vs);
+    ath_eng_sfree(ov);
+    ath_eng_sfree(keys);
+    ath_eng_sfree(tmp);
+    return st;
+}
+
+ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count, ath_error *err) {
+    const size_t d = (size_t)e->cfg.d_state, nc = e->matter.ncells;
+    size_t nb = 0, n = 0, nh = 0, kept = 0, births = 0, blk;
+    ptrdiff_t sb;
+    int64_t calls = 0, per_call = e->batch;
+    int nthreads = 1;
+    ath_status st;
+    *declined = 0;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+    if (nthreads < 1) nthreads = 1;
+#endif
+    st = leaf_blocks(e, &nb, declined, err);
+    if (st != ATH_OK || *declined) return st;
+    st = ath_eng_sgrow((void **)&e->lblocks, &e->lblocks_cap, nb > 0 ? nb : 1, sizeof(struct ath_leaf_block), err);
+    if (st != ATH_OK) return st;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 16) if (nb > 64)
+#endif
+    for (sb = 0; sb < (ptrdiff_t)nb; sb++) leaf_block_scan(e, (size_t)sb, &e->lblocks[sb]);
+    for (blk = 0; blk < nb; blk++) {
+        e->lblocks[blk].hbase = nh;
+        nh += e->lblocks[blk].hcount;
+        n += e->lblocks[blk].ecount;
+    }
+    if (ath_eng_tiles_too_sparse(e, n, nb)) {
+        *declined = 1;
+        return ATH_OK;
+    }
+    e->lvals = (ath_cf32 *)ath_eng_salloc(e->matter.cells_cap * d * sizeof(ath_cf32));
+    e->lkeep = (uint8_t *)ath_eng_salloc(nc);
+    e->hvals = (ath_cf32 *)ath_eng_salloc((nh > 0 ? nh : 1) * d * sizeof(ath_cf32));
+    e->hkeep = (uint8_t *)ath_eng_salloc(nh > 0 ? nh : 1);
+    if (e->lvals == NULL || e->lkeep == NULL || e->hvals == NULL || e->hkeep == NULL)
+        return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu cells)", nc + nh);
+    st = ath_eng_scratch_reserve(e, nthreads, 0, n, err);
+    if (st == ATH_OK) st = ath_eng_step_tiles(e, nb, &leaf_source, &calls, &per_call, err);
+    if (st != ATH_OK) return st;
+    for (blk = 0; blk < nb; blk++) {
+        kept += e->lblocks[blk].kept;
+        births += e->lblocks[blk].births;
+    }
+    if (births == 0 && kept == nc) {
+        /* every matter cell stays and none is born: the leaves stay, the values are the new pool */
+        ath_blocks_adopt_states(&e->matter, e->lvals);
+        e->lvals = NULL;
+    } else {
+        st = leaf_commit_rebuild(e, nb, kept + births, err);
+        if (st != ATH_OK) return st;
+    }
+    ath_eng_matter_changed(e);
+    e->matter_ordered = 1;
+    e->step++;
+    e->stats.evaluated = (int64_t)n;
+    e->stats.model_calls = calls;
+    e->stats.batch = per_call;
+    e->stats.path = ATH_STEP_LEAVES;
+    if (matter_count != NULL) *matter_count = (int64_t)(kept + births);
+    return ATH_OK;
+}
