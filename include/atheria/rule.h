@@ -33,7 +33,7 @@ int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *d
  * results into out_re/out_im[k*ostride + x].  Per cell: norm[x] = n and, where
  * the arrays are given (else NULL), nonfinite[x] = 1 if that cell's update is
  * not finite, keep[x] = ath_rule_keep(n, threshold).  Returns 1 if any cell's
- * update is not finite. */
+ * update is not finite.  The outputs must not overlap the inputs. */
 int ath_rule_planar_row(const float *psi_re, const float *psi_im, ptrdiff_t pstride,
                         const float *delta_re, const float *delta_im, ptrdiff_t stride, int64_t w,
                         int64_t d_state, double gamma, int unitary, double threshold, float *out_re,

@@ -10,11 +10,15 @@
 /* w cells: psi value (cell x, channel k) at pre[x*pcell + k*pchan] (pim likewise),
  * update at dre[k*dchan + x], result at ore[x*ocell + k*ochan].  nonfin (per
  * cell, may be NULL): 0 while the cell's update is finite, NaN once not; with
- * nonfin == NULL the return value says whether any update was non-finite. */
-static inline int rule_kernel(const float *pre, const float *pim, ptrdiff_t pcell, ptrdiff_t pchan,
-                              const float *dre, const float *dim, ptrdiff_t dchan, int64_t w, int64_t d,
-                              double gamma, int unitary, float *ore, float *oim, ptrdiff_t ocell,
-                              ptrdiff_t ochan, double *norm, double *nonfin) {
+ * nonfin == NULL the return value says whether any update was non-finite.
+ * No output may overlap an input (restrict): without that promise the compiler
+ * vectorised the division loop only behind a runtime overlap test, which the
+ * sparse engine's calls failed, so they ran it scalar. */
+static inline int rule_kernel(const float *restrict pre, const float *restrict pim, ptrdiff_t pcell,
+                              ptrdiff_t pchan, const float *restrict dre, const float *restrict dim, ptrdiff_t dchan,
+                              int64_t w, int64_t d, double gamma, int unitary, float *restrict ore,
+                              float *restrict oim, ptrdiff_t ocell, ptrdiff_t ochan, double *restrict norm,
+                              double *restrict nonfin) {
     int64_t x, k;
     int bad = 0;
     for (x = 0; x < w; x++) norm[x] = 0.0;
@@ -74,6 +78,7 @@ static inline int rule_kernel(const float *pre, const float *pim, ptrdiff_t pcel
 
 /* Floats in each planar chunk buffer of ath_step_rule_row (4 of them on the stack). */
 #define ROW_CHUNK_FLOATS 2048
+_Static_assert(2 * ATH_MAX_D_STATE <= 4 * ROW_CHUNK_FLOATS, "the widest cell must fit the row scratch");
 
 RULE_CLONES
 int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *delta_im,
@@ -82,13 +87,25 @@ int ath_step_rule_row(const ath_cf32 *psi, const float *delta_re, const float *d
     /* The states are interleaved (cell x, channel k at psi[x*d + k]); the kernel runs on
      * channel-planar copies of a chunk of cells so that every loop has unit stride.
      * A chunk is read completely before any of it is written, so out may alias psi. */
-    float pre[ROW_CHUNK_FLOATS], pim[ROW_CHUNK_FLOATS], ore[ROW_CHUNK_FLOATS], oim[ROW_CHUNK_FLOATS];
+    float buf[4 * ROW_CHUNK_FLOATS];
+    float *pre = buf, *pim = buf + ROW_CHUNK_FLOATS, *ore = buf + 2 * ROW_CHUNK_FLOATS,
+          *oim = buf + 3 * ROW_CHUNK_FLOATS;
     const int64_t cw = ROW_CHUNK_FLOATS / d_state > 0 ? ROW_CHUNK_FLOATS / d_state : 1;
     int64_t x0, j, k;
     int bad = 0;
-    if (d_state > ROW_CHUNK_FLOATS) /* wider than a chunk: strided, one cell at a time */
-        return rule_kernel(&psi->re, &psi->im, 2 * d_state, 2, delta_re, delta_im, stride, w, d_state, gamma,
-                           unitary, &out->re, &out->im, 2 * d_state, 2, norm, NULL);
+    if (d_state > ROW_CHUNK_FLOATS) {
+        /* wider than a chunk: one cell at a time, its psi copied first (out may alias psi) */
+        float *cre = buf, *cim = buf + d_state; /* 2 * ATH_MAX_D_STATE <= 4 chunks */
+        for (j = 0; j < w; j++) {
+            for (k = 0; k < d_state; k++) {
+                cre[k] = psi[j * d_state + k].re;
+                cim[k] = psi[j * d_state + k].im;
+            }
+            bad |= rule_kernel(cre, cim, 1, 1, delta_re + j, delta_im + j, stride, 1, d_state, gamma, unitary,
+                               &out[j * d_state].re, &out[j * d_state].im, 2 * d_state, 2, norm + j, NULL);
+        }
+        return bad;
+    }
     for (x0 = 0; x0 < w; x0 += cw) {
         const int64_t n = w - x0 < cw ? w - x0 : cw;
         const ath_cf32 *p = psi + x0 * d_state;
