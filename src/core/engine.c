@@ -76,6 +76,7 @@ void ath_engine_destroy(ath_engine *e) {
     ath_blocks_release(&e->next);
     ath_cellmap_destroy(e->view);
     ath_eng_step_release(e);
+    ath_eng_batches_release(e, 1, 1);
     ath_free(e->twindows);
     ath_free(e->window);
     ath_free(e->zeros);

@@ -171,7 +171,10 @@ void ath_eng_sfree(void *p);
 ath_status ath_eng_sgrow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err);
 /* Grows an ath_malloc'd array (realloc) to hold need entries. */
 ath_status ath_eng_grow(void **p, size_t *cap, size_t need, size_t elem, ath_error *err);
+/* Frees the step's O(cells) scratch; model batches of up to ATH_BIG_ARRAY_BYTES stay. */
 void ath_eng_step_release(ath_engine *e);
+/* Frees the patch batches (in_buf/out_buf) and/or the tile batches (tin_buf/tout_buf). */
+void ath_eng_batches_release(ath_engine *e, int patches, int tiles);
 ath_status ath_eng_e_alloc(ath_engine *e, size_t n, ath_error *err);
 ath_status ath_eng_scratch_reserve(ath_engine *e, int nthreads, int patches, size_t n, ath_error *err);
 

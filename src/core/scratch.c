@@ -65,11 +65,10 @@ void ath_eng_step_release(ath_engine *e) {
     e->newst = NULL;
     e->cur = NULL;
     e->ecap = 0;
-    ath_eng_sfree(e->in_buf);
-    ath_eng_sfree(e->out_buf);
-    e->in_buf = NULL;
-    e->out_buf = NULL;
-    e->in_floats = 0;
+    /* model batches up to ATH_BIG_ARRAY_BYTES each stay for the next step (a bounded 2 MiB:
+     * small universes would otherwise page them in afresh every step); bigger ones go */
+    if (e->in_floats * sizeof(float) > ATH_BIG_ARRAY_BYTES) ath_eng_batches_release(e, 1, 0);
+    if (e->tbuf_floats * sizeof(float) > ATH_BIG_ARRAY_BYTES) ath_eng_batches_release(e, 0, 1);
     /* block evaluation's tables (ath_malloc'd) */
     ath_free(e->btable);
     ath_free(e->blocks);
@@ -87,11 +86,21 @@ void ath_eng_step_release(ath_engine *e) {
     e->lblocks_cap = 0;
     e->lvals = e->hvals = NULL;
     e->lkeep = e->hkeep = NULL;
-    ath_eng_sfree(e->tin_buf);
-    ath_eng_sfree(e->tout_buf);
-    e->tin_buf = NULL;
-    e->tout_buf = NULL;
-    e->tbuf_floats = 0;
+}
+
+void ath_eng_batches_release(ath_engine *e, int patches, int tiles) {
+    if (patches) {
+        ath_eng_sfree(e->in_buf);
+        ath_eng_sfree(e->out_buf);
+        e->in_buf = e->out_buf = NULL;
+        e->in_floats = 0;
+    }
+    if (tiles) {
+        ath_eng_sfree(e->tin_buf);
+        ath_eng_sfree(e->tout_buf);
+        e->tin_buf = e->tout_buf = NULL;
+        e->tbuf_floats = 0;
+    }
 }
 
 /* The per-E arrays for exactly n cells. */
@@ -113,7 +122,8 @@ ath_status ath_eng_scratch_reserve(ath_engine *e, int nthreads, int patches, siz
     const size_t d = (size_t)e->cfg.d_state;
     const size_t items = n < (size_t)e->batch ? (n > 0 ? n : 1) : (size_t)e->batch;
     const size_t per = items * (size_t)(e->channels * e->cfg.patch * e->cfg.patch);
-    if (patches && e->in_buf == NULL) {
+    if (patches && e->in_floats < per) {
+        ath_eng_batches_release(e, 1, 0);
         e->in_buf = (float *)ath_eng_salloc(per * sizeof(float));
         e->out_buf = (float *)ath_eng_salloc(per * sizeof(float));
         if (e->in_buf == NULL || e->out_buf == NULL) {
