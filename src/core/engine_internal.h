@@ -8,7 +8,9 @@
  *   eval_set.c    the two builders of the evaluated set E
  *   eval_order.c  E in Morton order (tile order, radix sort when needed)
  *   eval_patch.c  per-cell patch evaluation (gather, model, rule)
- *   eval_tile.c   16 x 16 block evaluation for conv models (tiles with halos)
+ *   eval_tile.c   16 x 16 block evaluation for block models (tiles with halos), through a tile source
+ *   eval_leaf.c   the leaf step: a whole step from the matter leaves (built-in block
+ *                 models, zero background, off a periodic window), tried first
  *   step.c        the step driver and the commit of the kept cells
  *   matter_io.c   add / read / view / visit / activate / query matter
  *   blocks.c      the matter itself: persistent 4 x 4 leaf blocks (blocks.h)
@@ -27,7 +29,8 @@
  * Every parallel loop writes disjoint slots and every value is computed by a
  * fixed sequence of operations: results are bit-identical for any thread
  * count.  The O(cells) scratch lives for one step (freed at its end), so a
- * universe holds only its leaf blocks (blocks.h) between steps. */
+ * universe holds only its leaf blocks (blocks.h) and model batches of at most
+ * 1 MiB each between steps. */
 #ifndef ATHERIA_ENGINE_INTERNAL_H
 #define ATHERIA_ENGINE_INTERNAL_H
 

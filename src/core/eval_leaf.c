@@ -40,7 +40,7 @@
 
 #define BT ATH_ENGINE_TILE
 #define LEAF_R_MAX 12 /* widest patch radius: a window of (BT + 2 * 12) / ATH_LEAF = 10 leaves a side */
-#define LEAF_D_MAX 64 /* widest state (stack rows of the update) */
+#define LEAF_D_MAX 64 /* widest state (stack chunks of the update hold >= 48 cells) */
 #define LW_MAX ((BT + 2 * LEAF_R_MAX) / ATH_LEAF)
 
 struct ath_leaf_block {
@@ -161,8 +161,23 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
     const ath_coord bc = e->blocks[blk];
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h, R4 = leaf_margin(e), nl = leaf_window_side(e);
     const int64_t ox = bc.x * BT - R4, oy = bc.y * BT - R4; /* the window's first cell */
-    int64_t iy, ix;
+    const int64_t q0 = R4 / ATH_LEAF, line = 64 / (int64_t)sizeof(ath_cf32);
+    int64_t iy, ix, i;
     (void)scratch;
+    /* The block's own cells are read in row order, not in their storage (Morton) order, so
+     * the hardware prefetcher does not see them coming: ask for all of them first, and the
+     * misses overlap instead of queueing behind each cell's stores. */
+    for (i = 0; i < (BT / ATH_LEAF) * (BT / ATH_LEAF); i++) {
+        const int32_t leaf = lb->win[(q0 + i / (BT / ATH_LEAF)) * nl + q0 + i % (BT / ATH_LEAF)];
+        const uint32_t *sl;
+        int l;
+        int64_t k;
+        if (leaf < 0) continue;
+        sl = m->slot + (size_t)leaf * ATH_LEAF_CELLS;
+        for (l = 0; l < ATH_LEAF_CELLS; l++)
+            if (sl[l] != ATH_LEAF_EMPTY)
+                for (k = 0; k < d; k += line) __builtin_prefetch(m->states + (size_t)sl[l] * (size_t)d + k);
+    }
     for (iy = 0; iy < bx.h; iy++) {
         const int64_t q = bx.y0 + iy - oy;
         const int32_t *wrow = lb->win + (q / ATH_LEAF) * nl;
@@ -181,40 +196,71 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
     }
 }
 
+/* Floats per planar channel row of leaf_update's stack scratch (its chunk is this / d cells). */
+#define LEAF_CHUNK_FLOATS 4096
+
 /* The rule for the block's cells of E, psi read from the input item (a built-in model
- * leaves it as it was; it holds each cell's current value or zero). */
+ * leaves it as it was; it holds each cell's current value or zero).  The block's rows
+ * are contiguous in every channel plane of the items, so the rule runs over the span
+ * from its first to its last cell of E in long chunks (the cells between, halo
+ * columns included, are computed and dropped): each chunk streams through every
+ * plane once, where a call per 16-cell row made 2 d short strided reads wait on
+ * memory. */
 static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *out, tile_box bx) {
     struct ath_leaf_block *lb = &e->lblocks[blk];
     const ath_coord bc = e->blocks[blk];
-    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h;
-    float ore[LEAF_D_MAX * BT], oim[LEAF_D_MAX * BT];
-    double norm[BT];
-    uint8_t nonfin[BT], keep[BT];
+    /* a chunk's output planes a cache line short of a power of two apart: at a power-of-two
+     * stride the 2 d planes fell into the same few L1 sets */
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h, ostride = LEAF_CHUNK_FLOATS / d - 16,
+                  cw = ostride;
+    /* item offset of block cell (x, y): rowoff(y) + x */
+    const int64_t off0 = (bc.y * BT - bx.y0) * W + (bc.x * BT - bx.x0);
+    float ore[LEAF_CHUNK_FLOATS], oim[LEAF_CHUNK_FLOATS];
+    double norm[LEAF_CHUNK_FLOATS];
+    uint8_t nonfin[LEAF_CHUNK_FLOATS], keep[LEAF_CHUNK_FLOATS];
     uint64_t h = lb->hbase;
     uint32_t kept = 0, births = 0;
-    int64_t y, x;
+    int64_t y0 = -1, y1 = 0, xmin = BT, xmax = -1, y, p0, p1, c0;
+    unsigned bits = 0;
     int bad = 0;
     for (y = 0; y < BT; y++) {
-        const unsigned em = lb->emask[y], mm = lb->mmask[y] & em;
-        int64_t x0, x1, roff;
+        const unsigned em = lb->emask[y];
         if (em == 0) continue;
-        x0 = __builtin_ctz(em);
-        x1 = 32 - __builtin_clz(em);
-        roff = (bc.y * BT + y - bx.y0) * W + (bc.x * BT + x0 - bx.x0);
-        (void)ath_rule_planar_row(in + roff, in + roff + d * SS, (ptrdiff_t)SS, out + roff, out + roff + d * SS,
-                                  (ptrdiff_t)SS, x1 - x0, d, e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold,
-                                  ore, oim, BT, norm, nonfin, keep);
-        for (x = x0; x < x1; x++) {
-            const int64_t j = x - x0;
-            if (!((em >> x) & 1u)) continue;
+        if (y0 < 0) y0 = y;
+        y1 = y + 1;
+        if (__builtin_ctz(em) < xmin) xmin = __builtin_ctz(em);
+        if (31 - __builtin_clz(em) > xmax) xmax = 31 - __builtin_clz(em);
+    }
+    lb->kept = lb->births = 0;
+    if (y0 < 0) return 0;
+    p0 = off0 + y0 * W + xmin;
+    p1 = off0 + (y1 - 1) * W + xmax + 1;
+    y = y0;
+    bits = lb->emask[y0];
+    for (c0 = p0; c0 < p1; c0 += cw) {
+        const int64_t n = p1 - c0 < cw ? p1 - c0 : cw;
+        (void)ath_rule_planar_row(in + c0, in + c0 + d * SS, (ptrdiff_t)SS, out + c0, out + c0 + d * SS,
+                                  (ptrdiff_t)SS, n, d, e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold, ore,
+                                  oim, ostride, norm, nonfin, keep);
+        /* the block's cells of E in row-major order (the hvals order) that fall in this chunk */
+        while (y < y1) {
+            int64_t x, j;
+            if (bits == 0) {
+                if (++y < y1) bits = lb->emask[y];
+                continue;
+            }
+            x = __builtin_ctz(bits);
+            j = off0 + y * W + x - c0;
+            if (j >= n) break;
+            bits &= bits - 1;
             if (nonfin[j]) bad = 1;
-            if ((mm >> x) & 1u) {
+            if ((lb->mmask[y] >> x) & 1u) {
                 const size_t s = leaf_cell_slot(e, lb, x, y);
-                ath_eng_take_planar(ore + j, oim + j, BT, d, e->lvals + s * (size_t)d);
+                ath_eng_take_planar(ore + j, oim + j, ostride, d, e->lvals + s * (size_t)d);
                 e->lkeep[s] = keep[j];
                 kept += keep[j];
             } else {
-                ath_eng_take_planar(ore + j, oim + j, BT, d, e->hvals + h * (uint64_t)d);
+                ath_eng_take_planar(ore + j, oim + j, ostride, d, e->hvals + h * (uint64_t)d);
                 e->hkeep[h] = keep[j];
                 births += keep[j];
                 h++;
