@@ -37,7 +37,7 @@ long ath_alloc_injected_failures(void);
  * (a 64-byte header keeps cache-line alignment), so callers pass only the
  * pointer.  Both honour the fault hook; a shrink that fails keeps the block
  * as it was. */
-#define ATH_BIG_ARRAY_BYTES ((size_t)1 << 20)
+#define ATH_BIG_ARRAY_BYTES ((size_t)256 << 10)
 void *ath_big_realloc(void *p, size_t bytes);
 void ath_big_free(void *p);
 

@@ -349,8 +349,9 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
 #endif
     st = leaf_blocks(e, &nb, declined, err);
     if (st != ATH_OK || *declined) return st;
-    st = ath_eng_sgrow((void **)&e->lblocks, &e->lblocks_cap, nb > 0 ? nb : 1, sizeof(struct ath_leaf_block), err);
-    if (st != ATH_OK) return st;
+    e->lblocks = (struct ath_leaf_block *)ath_eng_salloc((nb > 0 ? nb : 1) * sizeof(struct ath_leaf_block));
+    if (e->lblocks == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu blocks)", nb);
+    e->lblocks_cap = nb;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 16) if (nb > 64)
 #endif

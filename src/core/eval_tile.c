@@ -282,13 +282,19 @@ int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb) {
 /* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
  * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
  * to a 'zero' window then run grouped by their region's shape. */
+/* Floats in each of a built-in model's tile batches (1 MiB). */
+#define BUILTIN_TILE_BATCH_FLOATS ((int64_t)1 << 18)
+
 const ath_tile_source ath_eng_eset_source = {tile_gather, tile_update};
 
 ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *src, int64_t *calls,
                               int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
     const int64_t per_item = e->channels * S * S;
-    int64_t tb = ATH_ENGINE_TILE_BATCH_FLOATS / per_item;
+    /* a built-in model's batch is sized to stay between steps (scratch.c keeps batches of up
+     * to 1 MiB): its call costs nothing, and a bigger batch paged in afresh every step */
+    int64_t tb = (ath_model_accepts_tiles(e->model) ? BUILTIN_TILE_BATCH_FLOATS : ATH_ENGINE_TILE_BATCH_FLOATS) /
+                 per_item;
     size_t b0, i;
     ath_status st;
     if (tb < 1) tb = 1;

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Model batches up to this size (each) are kept between steps. */
+#define BATCH_KEEP_BYTES ((size_t)1 << 20)
+
 void *ath_eng_salloc(size_t bytes) { return ath_big_realloc(NULL, bytes); }
 
 void ath_eng_sfree(void *p) { ath_big_free(p); }
@@ -65,10 +68,10 @@ void ath_eng_step_release(ath_engine *e) {
     e->newst = NULL;
     e->cur = NULL;
     e->ecap = 0;
-    /* model batches up to ATH_BIG_ARRAY_BYTES each stay for the next step (a bounded 2 MiB:
+    /* model batches up to BATCH_KEEP_BYTES each stay for the next step (a bounded 2 MiB:
      * small universes would otherwise page them in afresh every step); bigger ones go */
-    if (e->in_floats * sizeof(float) > ATH_BIG_ARRAY_BYTES) ath_eng_batches_release(e, 1, 0);
-    if (e->tbuf_floats * sizeof(float) > ATH_BIG_ARRAY_BYTES) ath_eng_batches_release(e, 0, 1);
+    if (e->in_floats * sizeof(float) > BATCH_KEEP_BYTES) ath_eng_batches_release(e, 1, 0);
+    if (e->tbuf_floats * sizeof(float) > BATCH_KEEP_BYTES) ath_eng_batches_release(e, 0, 1);
     /* block evaluation's tables (ath_malloc'd) */
     ath_free(e->btable);
     ath_free(e->blocks);
