@@ -504,9 +504,9 @@ def test_step_scratch_is_released_and_multi_plane_order():
     e.step()
     e.step()
     st = e._stats()
-    # model batches of up to 1 MiB each stay for the next step (bounded); ZeroModel has radius 0,
-    # so an item is one 16 x 16 block of 2 d channels
-    batches = 2 * st["batch"] * (2 * d) * 16 * 16 * 4
+    # model batches of up to 1 MiB each stay for the next step (bounded): a built-in model's
+    # batches are per thread; ZeroModel has radius 0, so an item is one 16 x 16 block of 2 d channels
+    batches = 2 * ac.get_max_threads() * st["batch"] * (2 * d) * 16 * 16 * 4
     assert batches <= 2 * 2 ** 20
     assert st["scratch_bytes"] - batches < 64 * 1024 + 16 * n, st
     # planes z = 0..3 stepped together vs each alone (vacuum background: position-dependent)

@@ -282,8 +282,92 @@ int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb) {
 /* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
  * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
  * to a 'zero' window then run grouped by their region's shape. */
-/* Floats in each of a built-in model's tile batches (1 MiB). */
-#define BUILTIN_TILE_BATCH_FLOATS ((int64_t)1 << 18)
+/* A built-in model's batches: each thread gathers, runs the model on and updates its own
+ * batches of this many floats (per buffer), so an item is still in the thread's cache when
+ * the rule reads it, and a step has one parallel region instead of two per batch. */
+#define LOCAL_BATCH_FLOATS ((int64_t)1 << 16)
+
+/* Step 4 for a built-in model (ZeroModel, conv stack): it computes every item on its own
+ * and may run on any thread (nested inside this region it runs on the calling thread), so
+ * the batches are split among the threads; which blocks share a batch does not change a
+ * number.  starts[0..nbat]: the batches (runs of one region shape) in e->border. */
+static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, const size_t *starts, size_t nbat,
+                                   int64_t tb, int nthreads, ath_error *err) {
+    const int64_t h = e->model->receptive_radius, S = BT + 2 * h, slot = tb * e->channels * S * S;
+    ath_status st = ATH_OK;
+    int bad = 0, failed = 0;
+    ptrdiff_t ib;
+    (void)nthreads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) reduction(| : bad) if (nbat > 1)
+#endif
+    {
+        int tid = 0;
+        float *tin, *tout;
+        ath_cf32 *scratch;
+        ath_error lerr;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        tin = e->tin_buf + (size_t)tid * (size_t)slot;
+        tout = e->tout_buf + (size_t)tid * (size_t)slot;
+        scratch = e->bg_scratch + (size_t)tid * (size_t)e->cfg.d_state;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (ib = 0; ib < (ptrdiff_t)nbat; ib++) {
+            const size_t b0 = starts[ib], cnt = starts[ib + 1] - b0;
+            const tile_box bx0 = ath_eng_block_box(e, e->border[b0].blk, h);
+            const int64_t item = e->channels * bx0.w * bx0.h;
+            int64_t shape[4];
+            ath_out_layout layout;
+            ath_status lst;
+            size_t b;
+            int stop;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+            stop = failed;
+            if (stop) continue;
+            for (b = 0; b < cnt; b++) {
+                const size_t blk = e->border[b0 + b].blk;
+                src->gather(e, blk, tin + (int64_t)b * item, ath_eng_block_box(e, blk, h), scratch);
+            }
+            shape[0] = (int64_t)cnt;
+            shape[1] = e->channels;
+            shape[2] = bx0.h;
+            shape[3] = bx0.w;
+            lst = ath_model_forward(e->model, tin, shape, tout, 0, &layout, &lerr);
+            if (lst != ATH_OK) {
+#ifdef _OPENMP
+#pragma omp critical(ath_step_tiles_error)
+#endif
+                {
+                    if (st == ATH_OK) {
+                        st = lst;
+                        if (err != NULL) *err = lerr;
+                    }
+                }
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+                failed = 1;
+                continue;
+            }
+            for (b = 0; b < cnt; b++) {
+                const size_t blk = e->border[b0 + b].blk;
+                bad |= src->update(e, blk, tin + (int64_t)b * item, tout + (int64_t)b * item,
+                                   ath_eng_block_box(e, blk, h));
+            }
+        }
+    }
+    if (st != ATH_OK) return st;
+    if (bad)
+        return ath_error_set(err, ATH_ERR_NONFINITE,
+                             "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                             e->model->ops->name ? e->model->ops->name : "?");
+    return ATH_OK;
+}
 
 const ath_tile_source ath_eng_eset_source = {tile_gather, tile_update};
 
@@ -291,26 +375,28 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *s
                               int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
     const int64_t per_item = e->channels * S * S;
-    /* a built-in model's batch is sized to stay between steps (scratch.c keeps batches of up
-     * to 1 MiB): its call costs nothing, and a bigger batch paged in afresh every step */
-    int64_t tb = (ath_model_accepts_tiles(e->model) ? BUILTIN_TILE_BATCH_FLOATS : ATH_ENGINE_TILE_BATCH_FLOATS) /
-                 per_item;
-    size_t b0, i;
+    const int local = ath_model_accepts_tiles(e->model);
+    int nthreads = 1;
+    int64_t tb;
+    size_t b0, i, slots;
     ath_status st;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+    if (nthreads < 1) nthreads = 1;
+    if ((size_t)nthreads > e->nscratch) nthreads = (int)e->nscratch; /* bg_scratch rows */
+#endif
+    tb = (local ? LOCAL_BATCH_FLOATS : ATH_ENGINE_TILE_BATCH_FLOATS) / per_item;
     if (tb < 1) tb = 1;
     if ((size_t)tb > nb) tb = (int64_t)(nb > 0 ? nb : 1);
-    if ((size_t)(tb * per_item) > e->tbuf_floats) {
-        const size_t need = (size_t)(tb * per_item);
-        ath_eng_sfree(e->tin_buf);
-        ath_eng_sfree(e->tout_buf);
+    slots = local ? (size_t)nthreads : 1;
+    if (slots * (size_t)(tb * per_item) > e->tbuf_floats) {
+        const size_t need = slots * (size_t)(tb * per_item);
+        ath_eng_batches_release(e, 0, 1);
         e->tin_buf = (float *)ath_eng_salloc(need * sizeof(float));
         e->tout_buf = (float *)ath_eng_salloc(need * sizeof(float));
         e->tbuf_floats = need;
         if (e->tin_buf == NULL || e->tout_buf == NULL) {
-            ath_eng_sfree(e->tin_buf);
-            ath_eng_sfree(e->tout_buf);
-            e->tin_buf = e->tout_buf = NULL;
-            e->tbuf_floats = 0;
+            ath_eng_batches_release(e, 0, 1);
             return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batch)");
         }
     }
@@ -327,6 +413,29 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *s
         if (!sorted) qsort(e->border, nb, sizeof(struct block_order), block_order_cmp);
     }
     *per_call = tb;
+    if (local) {
+        /* the batches: runs of one region shape, at most tb blocks each */
+        size_t nbat = 0, *starts;
+        for (b0 = 0; b0 < nb; nbat++) {
+            size_t cnt = 1;
+            while (cnt < (size_t)tb && b0 + cnt < nb && e->border[b0 + cnt].key == e->border[b0].key) cnt++;
+            b0 += cnt;
+        }
+        starts = (size_t *)ath_eng_salloc((nbat + 1) * sizeof *starts);
+        if (starts == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batches)");
+        nbat = 0;
+        for (b0 = 0; b0 < nb;) {
+            size_t cnt = 1;
+            while (cnt < (size_t)tb && b0 + cnt < nb && e->border[b0 + cnt].key == e->border[b0].key) cnt++;
+            starts[nbat++] = b0;
+            b0 += cnt;
+        }
+        starts[nbat] = nb;
+        st = step_tiles_local(e, src, starts, nbat, tb, nthreads, err);
+        ath_eng_sfree(starts);
+        if (st == ATH_OK) *calls += (int64_t)nbat;
+        return st;
+    }
     for (b0 = 0; b0 < nb;) {
         const int64_t key = e->border[b0].key;
         const tile_box bx0 = ath_eng_block_box(e, e->border[b0].blk, h);
