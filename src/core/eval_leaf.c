@@ -220,8 +220,9 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
     uint8_t nonfin[LEAF_CHUNK_FLOATS], keep[LEAF_CHUNK_FLOATS];
     uint64_t h = lb->hbase;
     uint32_t kept = 0, births = 0;
-    int64_t y0 = -1, y1 = 0, xmin = BT, xmax = -1, y, p0, p1, c0;
+    int64_t y0 = -1, y1 = 0, xmin = BT, xmax = -1, y, p0, p1, c0, seg;
     unsigned bits = 0;
+    int rows;
     int bad = 0;
     for (y = 0; y < BT; y++) {
         const unsigned em = lb->emask[y];
@@ -235,10 +236,22 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
     if (y0 < 0) return 0;
     p0 = off0 + y0 * W + xmin;
     p1 = off0 + (y1 - 1) * W + xmax + 1;
+    /* a block with few cells of E in its span (a halo block: a column or two) runs row by row */
+    rows = 2 * (int64_t)lb->ecount < p1 - p0;
     y = y0;
     bits = lb->emask[y0];
-    for (c0 = p0; c0 < p1; c0 += cw) {
-        const int64_t n = p1 - c0 < cw ? p1 - c0 : cw;
+    for (c0 = p0, seg = y0; c0 < p1;) {
+        int64_t n;
+        if (rows) { /* the next row with cells of E: its first to its last */
+            unsigned em = 0;
+            while (seg < y1 && (em = lb->emask[seg]) == 0) seg++;
+            if (seg >= y1) break;
+            c0 = off0 + seg * W + __builtin_ctz(em);
+            n = 32 - __builtin_clz(em) - __builtin_ctz(em);
+            seg++;
+        } else {
+            n = p1 - c0 < cw ? p1 - c0 : cw;
+        }
         (void)ath_rule_planar_row(in + c0, in + c0 + d * SS, (ptrdiff_t)SS, out + c0, out + c0 + d * SS,
                                   (ptrdiff_t)SS, n, d, e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold, ore,
                                   oim, ostride, norm, nonfin, keep);
@@ -266,6 +279,7 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
                 h++;
             }
         }
+        if (!rows) c0 += n;
     }
     lb->kept = kept;
     lb->births = births;
@@ -353,7 +367,7 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
     if (e->lblocks == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu blocks)", nb);
     e->lblocks_cap = nb;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 16) if (nb > 64)
+#pragma omp parallel for schedule(dynamic, 16) if (nb > 1024)
 #endif
     for (sb = 0; sb < (ptrdiff_t)nb; sb++) leaf_block_scan(e, (size_t)sb, &e->lblocks[sb]);
     for (blk = 0; blk < nb; blk++) {
