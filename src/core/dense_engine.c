@@ -190,8 +190,12 @@ static ath_status dense_buffers(ath_dense_engine *e, size_t need, ath_error *err
     return ATH_OK;
 }
 
+/* Floats between the channel planes of a thread's output row: the row plus one cache line, so
+ * that the 2 d planes of a power-of-two grid do not all fall into the same L1 sets. */
+static size_t row_out_stride(const ath_dense_engine *e) { return (size_t)e->cfg.grid_size + 16; }
+
 static ath_status dense_row_out(ath_dense_engine *e, int nthreads, ath_error *err) {
-    const size_t need = (size_t)nthreads * 2 * (size_t)e->cfg.d_state * (size_t)e->cfg.grid_size;
+    const size_t need = (size_t)nthreads * 2 * (size_t)e->cfg.d_state * row_out_stride(e);
     if (need > e->row_out_n) {
         float *rows = (float *)ath_malloc(need * sizeof(float));
         if (rows == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "dense engine: out of memory for the update");
@@ -284,11 +288,12 @@ static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error 
 #endif
             /* psi: the band's input holds the row channel-planar already (exact copies) */
             const float *psi = e->in_buf + (y - ylo) * W + col0;
-            float *o = e->row_out + (size_t)tid * 2 * (size_t)d * (size_t)g;
+            const ptrdiff_t os = (ptrdiff_t)row_out_stride(e);
+            float *o = e->row_out + (size_t)tid * 2 * (size_t)d * (size_t)os;
             bad |= ath_rule_planar_row(psi, psi + d * plane, (ptrdiff_t)plane, re, re + d * plane, (ptrdiff_t)plane,
-                                       g, d, e->cfg.gamma_decay, e->cfg.unitary, 0.0, o, o + d * g, (ptrdiff_t)g,
+                                       g, d, e->cfg.gamma_decay, e->cfg.unitary, 0.0, o, o + d * os, os,
                                        e->row_norms + (size_t)tid * (size_t)g, NULL, NULL);
-            ath_rule_planar_to_cells(o, o + d * g, (ptrdiff_t)g, g, d, e->next + y * g * d);
+            ath_rule_planar_to_cells(o, o + d * os, os, g, d, e->next + y * g * d);
         }
     }
     if (bad)

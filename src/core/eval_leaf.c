@@ -50,6 +50,7 @@ struct ath_leaf_block {
     uint64_t hbase;                /* hvals number of its first cell of E that is not matter */
     uint32_t ecount, hcount;       /* its cells of E; of them, not matter */
     uint32_t kept, births;         /* after the update: matter cells kept, other cells kept */
+    int8_t ex0, ex1, ey0, ey1;     /* bounding box of its cells of E: [ex0, ex1) x [ey0, ey1) */
 };
 
 /* The window margin: r rounded up to whole leaves. */
@@ -133,6 +134,8 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
         for (i = 0; i < BT; i++)
             if (x0 + i < 0 || x0 + i >= g) xclip = (uint16_t)(xclip & ~(1u << i));
     }
+    lb->ex0 = lb->ey0 = BT;
+    lb->ex1 = lb->ey1 = 0;
     for (y = 0; y < BT; y++) {
         uint64_t acc = 0;
         uint16_t em;
@@ -141,6 +144,12 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
         em = (uint16_t)((acc >> R4) & xclip);
         if (e->cfg.extent == ATH_EXTENT_ZERO && (bc.y * BT + y < 0 || bc.y * BT + y >= e->cfg.grid_size)) em = 0;
         lb->emask[y] = em;
+        if (em != 0) {
+            if (lb->ey0 == BT) lb->ey0 = (int8_t)y;
+            lb->ey1 = (int8_t)(y + 1);
+            if (__builtin_ctz(em) < lb->ex0) lb->ex0 = (int8_t)__builtin_ctz(em);
+            if (32 - __builtin_clz(em) > lb->ex1) lb->ex1 = (int8_t)(32 - __builtin_clz(em));
+        }
         ec += (uint32_t)__builtin_popcount(em);
         hc += (uint32_t)__builtin_popcount(em & (uint16_t)~lb->mmask[y]);
     }
@@ -162,7 +171,7 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h, R4 = leaf_margin(e), nl = leaf_window_side(e);
     const int64_t ox = bc.x * BT - R4, oy = bc.y * BT - R4; /* the window's first cell */
     const int64_t q0 = R4 / ATH_LEAF, line = 64 / (int64_t)sizeof(ath_cf32);
-    int64_t iy, ix, i;
+    int64_t iy, ix, i, ix0, ix1, iy0, iy1;
     (void)scratch;
     /* The block's own cells are read in row order, not in their storage (Morton) order, so
      * the hardware prefetcher does not see them coming: ask for all of them first, and the
@@ -178,12 +187,26 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
             if (sl[l] != ATH_LEAF_EMPTY)
                 for (k = 0; k < d; k += line) __builtin_prefetch(m->states + (size_t)sl[l] * (size_t)d + k);
     }
-    for (iy = 0; iy < bx.h; iy++) {
+    /* Only the input within the receptive radius of a cell of E reaches a result that is
+     * kept, so a block whose cells of E fill only part of it (a halo block) reads just their
+     * box grown by that radius; the rest of the item is zero (what it computes there is
+     * dropped). */
+    {
+        const int64_t hr = e->model->receptive_radius;
+        const int64_t gx0 = bc.x * BT + lb->ex0 - hr - bx.x0, gx1 = bc.x * BT + lb->ex1 + hr - bx.x0;
+        const int64_t gy0 = bc.y * BT + lb->ey0 - hr - bx.y0, gy1 = bc.y * BT + lb->ey1 + hr - bx.y0;
+        ix0 = gx0 > 0 ? gx0 : 0;
+        ix1 = gx1 < W ? gx1 : W;
+        iy0 = gy0 > 0 ? gy0 : 0;
+        iy1 = gy1 < bx.h ? gy1 : bx.h;
+        if (ix0 > 0 || iy0 > 0 || ix1 < W || iy1 < bx.h) memset(base, 0, (size_t)(2 * d * SS) * sizeof(float));
+    }
+    for (iy = iy0; iy < iy1; iy++) {
         const int64_t q = bx.y0 + iy - oy;
         const int32_t *wrow = lb->win + (q / ATH_LEAF) * nl;
         const size_t lrow = (size_t)(q % ATH_LEAF) * ATH_LEAF;
         float *row = base + iy * W;
-        for (ix = 0; ix < W; ix++) {
+        for (ix = ix0; ix < ix1; ix++) {
             const int64_t p = bx.x0 + ix - ox;
             const int32_t leaf = wrow[p / ATH_LEAF];
             const ath_cf32 *v = e->zeros;
