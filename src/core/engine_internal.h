@@ -352,6 +352,11 @@ int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb);
 ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *src, int64_t *calls,
                               int64_t *per_call, ath_error *err);
 
+/* ---- step.c: the kept cells (n, in Morton order) become the matter (new leaves, swapped
+ * in); on failure the matter is unchanged. */
+ath_status ath_eng_commit_cells(ath_engine *e, size_t n, const ath_coord *coords, const ath_cf32 *states,
+                                ath_error *err);
+
 /* ---- eval_leaf.c: a whole step from the matter leaves (built-in block models, zero background) */
 int ath_eng_leaf_step_applies(const ath_engine *e);
 /* *declined: nothing was changed and the general path must run; else the step is done

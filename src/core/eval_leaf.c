@@ -354,14 +354,7 @@ static ath_status leaf_commit_rebuild(ath_engine *e, size_t nb, size_t nk, ath_e
         oc[i] = cs[k[i].idx];
         memcpy(ov + i * d, vs + (size_t)k[i].idx * d, d * sizeof *ov);
     }
-    ath_blocks_clear(&e->next);
-    st = ath_blocks_set_many(&e->next, nk, oc, ov, err);
-    if (st != ATH_OK) {
-        ath_blocks_release(&e->next);
-        goto out;
-    }
-    ath_blocks_swap(&e->matter, &e->next);
-    ath_blocks_release(&e->next);
+    st = ath_eng_commit_cells(e, nk, oc, ov, err);
 out:
     ath_eng_sfree(cs);
     ath_eng_sfree(oc);

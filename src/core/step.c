@@ -9,6 +9,22 @@
 #include <omp.h>
 #endif
 
+ath_status ath_eng_commit_cells(ath_engine *e, size_t n, const ath_coord *coords, const ath_cf32 *states,
+                                ath_error *err) {
+    ath_status st;
+    ath_blocks_clear(&e->next);
+    st = ath_blocks_set_many(&e->next, n, coords, states, err);
+    if (st != ATH_OK) {
+        ath_blocks_release(&e->next);
+        return st;
+    }
+    ath_blocks_swap(&e->matter, &e->next);
+    /* the old blocks are not needed until the next non-steady step: give their
+     * storage back rather than hold two copies */
+    ath_blocks_release(&e->next);
+    return ATH_OK;
+}
+
 static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *err) {
     const int64_t d = e->cfg.d_state;
     size_t n = 0, s0, kept, i, nblocks = 0;
@@ -120,16 +136,8 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
             kept++;
         }
     }
-    ath_blocks_clear(&e->next);
-    st = ath_blocks_set_many(&e->next, kept, e->ecoords, e->newst, err);
-    if (st != ATH_OK) {
-        ath_blocks_release(&e->next);
-        return st;
-    }
-    ath_blocks_swap(&e->matter, &e->next);
-    /* the old blocks are not needed until the next non-steady step: give their
-     * storage back rather than hold two copies */
-    ath_blocks_release(&e->next);
+    st = ath_eng_commit_cells(e, kept, e->ecoords, e->newst, err);
+    if (st != ATH_OK) return st;
 done:
     ath_eng_matter_changed(e);
     e->matter_ordered = 1; /* the kept cells in E's (Morton) order */
