@@ -41,9 +41,10 @@ void ath_blocks_release(ath_blocks *b) {
     ath_blocks_init(b, b->d);
 }
 
-void ath_blocks_adopt_states(ath_blocks *b, ath_cf32 *states) {
-    ath_big_free(b->states);
+ath_cf32 *ath_blocks_adopt_states(ath_blocks *b, ath_cf32 *states) {
+    ath_cf32 *old = b->states;
     b->states = states;
+    return old;
 }
 
 void ath_blocks_clear(ath_blocks *b) {

@@ -110,8 +110,9 @@ ath_status ath_blocks_set_many(ath_blocks *b, size_t n, const ath_coord *coords,
                                ath_error *err);
 
 /* Replaces the values with states (from ath_big_realloc, cells_cap * d values, in the
- * same value numbering); the old values are freed.  Cannot fail. */
-void ath_blocks_adopt_states(ath_blocks *b, ath_cf32 *states);
+ * same value numbering) and returns the old values (the caller's, to ath_big_free or
+ * reuse).  Cannot fail. */
+ath_cf32 *ath_blocks_adopt_states(ath_blocks *b, ath_cf32 *states);
 
 /* Undoes insertions: drops cells >= ncells0 and leaves >= nleaves0 (valid
  * only when nothing else changed since the counts were taken). */

@@ -77,6 +77,7 @@ void ath_engine_destroy(ath_engine *e) {
     ath_cellmap_destroy(e->view);
     ath_eng_step_release(e);
     ath_eng_batches_release(e, 1, 1);
+    ath_big_free(e->spare_pool);
     ath_free(e->twindows);
     ath_free(e->window);
     ath_free(e->zeros);
@@ -199,7 +200,7 @@ void ath_engine_get_memory(const ath_engine *e, ath_engine_memory *out) {
     s += 2 * e->in_floats * sizeof(float);
     s += e->nscratch * (d * sizeof(ath_cf32) + sizeof(tile_window)) + sizeof(tile_window) + d * sizeof(ath_cf32);
     s += e->bcap * sizeof(uint32_t) + e->blocks_cap * sizeof(ath_coord) + 2 * e->tbuf_floats * sizeof(float) +
-         e->border_cap * sizeof(struct block_order);
+         e->border_cap * sizeof(struct block_order) + e->spare_bytes;
     out->scratch_bytes = s + sizeof *e;
 }
 

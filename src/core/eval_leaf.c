@@ -42,6 +42,9 @@
 #define LEAF_R_MAX 12 /* widest patch radius: a window of (BT + 2 * 12) / ATH_LEAF = 10 leaves a side */
 #define LEAF_D_MAX 64 /* widest state (stack chunks of the update hold >= 48 cells) */
 #define LW_MAX ((BT + 2 * LEAF_R_MAX) / ATH_LEAF)
+/* A steady step keeps the old value pool for the next one up to this size (bounded, like the
+ * model batches): below it, fresh pages every step cost a small universe ~15 % of its step. */
+#define SPARE_POOL_MAX ((size_t)1 << 20)
 
 struct ath_leaf_block {
     uint16_t emask[BT];            /* cells of E: bit x of row y */
@@ -395,7 +398,19 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
         *declined = 1;
         return ATH_OK;
     }
-    e->lvals = (ath_cf32 *)ath_eng_salloc(e->matter.cells_cap * d * sizeof(ath_cf32));
+    {
+        /* a small universe's pool is recycled: the last steady step's old values (kept, <= 1 MiB)
+         * become this step's new ones instead of fresh pages */
+        const size_t pool = e->matter.cells_cap * d * sizeof(ath_cf32);
+        if (e->spare_pool != NULL && e->spare_bytes == pool) {
+            e->lvals = e->spare_pool;
+        } else {
+            ath_big_free(e->spare_pool);
+            e->lvals = (ath_cf32 *)ath_eng_salloc(pool);
+        }
+        e->spare_pool = NULL;
+        e->spare_bytes = 0;
+    }
     e->lkeep = (uint8_t *)ath_eng_salloc(nc);
     e->hvals = (ath_cf32 *)ath_eng_salloc((nh > 0 ? nh : 1) * d * sizeof(ath_cf32));
     e->hkeep = (uint8_t *)ath_eng_salloc(nh > 0 ? nh : 1);
@@ -410,8 +425,15 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
     }
     if (births == 0 && kept == nc) {
         /* every matter cell stays and none is born: the leaves stay, the values are the new pool */
-        ath_blocks_adopt_states(&e->matter, e->lvals);
+        const size_t pool = e->matter.cells_cap * d * sizeof(ath_cf32);
+        ath_cf32 *old = ath_blocks_adopt_states(&e->matter, e->lvals);
         e->lvals = NULL;
+        if (pool <= SPARE_POOL_MAX) {
+            e->spare_pool = old;
+            e->spare_bytes = pool;
+        } else {
+            ath_big_free(old);
+        }
     } else {
         st = leaf_commit_rebuild(e, nb, kept + births, err);
         if (st != ATH_OK) return st;
