@@ -61,6 +61,9 @@ typedef struct ath_model {
 
 /* Calls ops->destroy(ctx) and frees the ath_model itself (NULL is a no-op). */
 void ath_model_destroy(ath_model *model);
+/* The error of a step whose model returned non-finite values (the step is not applied). */
+ath_status ath_model_nonfinite_error(const ath_model *model, ath_error *err);
+
 /* Convenience wrapper around ops->forward with argument checks. */
 ath_status ath_model_forward(ath_model *model, const float *in, const int64_t shape[4], float *out,
                              int want_center, ath_out_layout *layout, ath_error *err);

@@ -297,9 +297,7 @@ static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error 
         }
     }
     if (bad)
-        return ath_error_set(err, ATH_ERR_NONFINITE,
-                             "model '%s' returned non-finite values (NaN or Inf); step not applied",
-                             m->ops->name ? m->ops->name : "?");
+        return ath_model_nonfinite_error(m, err);
     {
         ath_cf32 *t = e->field;
         e->field = e->next;
@@ -409,9 +407,7 @@ ath_status ath_dense_step(ath_dense_engine *e, ath_error *err) {
     }
     if (bad) {
         if (m->ops->discard_memory != NULL) m->ops->discard_memory(m->ctx);
-        return ath_error_set(err, ATH_ERR_NONFINITE,
-                             "model '%s' returned non-finite values (NaN or Inf); step not applied",
-                             m->ops->name ? m->ops->name : "?");
+        return ath_model_nonfinite_error(m, err);
     }
     {
         ath_cf32 *t = e->field;

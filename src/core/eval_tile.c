@@ -279,9 +279,6 @@ int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb) {
     return (double)n * p * p * 2.0 < (double)nb * S * S;
 }
 
-/* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
- * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
- * to a 'zero' window then run grouped by their region's shape. */
 /* A built-in model's batches: each thread gathers, runs the model on and updates its own
  * batches of this many floats (per buffer), so an item is still in the thread's cache when
  * the rule reads it, and a step has one parallel region instead of two per batch. */
@@ -363,14 +360,22 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
     }
     if (st != ATH_OK) return st;
     if (bad)
-        return ath_error_set(err, ATH_ERR_NONFINITE,
-                             "model '%s' returned non-finite values (NaN or Inf); step not applied",
-                             e->model->ops->name ? e->model->ops->name : "?");
+        return ath_model_nonfinite_error(e->model, err);
     return ATH_OK;
 }
 
 const ath_tile_source ath_eng_eset_source = {tile_gather, tile_update};
 
+/* Blocks in the batch starting at e->border[b0]: a run of one region shape, at most tb. */
+static size_t batch_length(const ath_engine *e, size_t b0, size_t nb, int64_t tb) {
+    size_t cnt = 1;
+    while (cnt < (size_t)tb && b0 + cnt < nb && e->border[b0 + cnt].key == e->border[b0].key) cnt++;
+    return cnt;
+}
+
+/* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
+ * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
+ * to a 'zero' window then run grouped by their region's shape. */
 ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *src, int64_t *calls,
                               int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
@@ -414,22 +419,10 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *s
     }
     *per_call = tb;
     if (local) {
-        /* the batches: runs of one region shape, at most tb blocks each */
-        size_t nbat = 0, *starts;
-        for (b0 = 0; b0 < nb; nbat++) {
-            size_t cnt = 1;
-            while (cnt < (size_t)tb && b0 + cnt < nb && e->border[b0 + cnt].key == e->border[b0].key) cnt++;
-            b0 += cnt;
-        }
-        starts = (size_t *)ath_eng_salloc((nbat + 1) * sizeof *starts);
+        /* the batches (at most one per block) */
+        size_t nbat = 0, *starts = (size_t *)ath_eng_salloc((nb + 1) * sizeof *starts);
         if (starts == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (tile batches)");
-        nbat = 0;
-        for (b0 = 0; b0 < nb;) {
-            size_t cnt = 1;
-            while (cnt < (size_t)tb && b0 + cnt < nb && e->border[b0 + cnt].key == e->border[b0].key) cnt++;
-            starts[nbat++] = b0;
-            b0 += cnt;
-        }
+        for (b0 = 0; b0 < nb; b0 += batch_length(e, b0, nb, tb)) starts[nbat++] = b0;
         starts[nbat] = nb;
         st = step_tiles_local(e, src, starts, nbat, tb, nthreads, err);
         ath_eng_sfree(starts);
@@ -437,13 +430,12 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *s
         return st;
     }
     for (b0 = 0; b0 < nb;) {
-        const int64_t key = e->border[b0].key;
         const tile_box bx0 = ath_eng_block_box(e, e->border[b0].blk, h);
         const int64_t item = e->channels * bx0.w * bx0.h;
         int64_t cnt = 1, shape[4], b;
         ath_out_layout layout;
         int bad = 0;
-        while (cnt < tb && b0 + (size_t)cnt < nb && e->border[b0 + (size_t)cnt].key == key) cnt++;
+        cnt = (int64_t)batch_length(e, b0, nb, tb);
 #ifdef _OPENMP
 #pragma omp parallel if (cnt >= 32)
 #endif
@@ -477,9 +469,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *s
             bad |= src->update(e, blk, e->tin_buf + b * item, e->tout_buf + b * item, ath_eng_block_box(e, blk, h));
         }
         if (bad)
-            return ath_error_set(err, ATH_ERR_NONFINITE,
-                                 "model '%s' returned non-finite values (NaN or Inf); step not applied",
-                                 e->model->ops->name ? e->model->ops->name : "?");
+            return ath_model_nonfinite_error(e->model, err);
         b0 += (size_t)cnt;
     }
     return ATH_OK;

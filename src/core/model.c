@@ -140,6 +140,11 @@ ath_status ath_model_zero_create(int64_t channels, ath_model **out, ath_error *e
     return ATH_OK;
 }
 
+ath_status ath_model_nonfinite_error(const ath_model *model, ath_error *err) {
+    return ath_error_set(err, ATH_ERR_NONFINITE, "model '%s' returned non-finite values (NaN or Inf); step not applied",
+                         model != NULL && model->ops->name ? model->ops->name : "?");
+}
+
 int ath_model_accepts_tiles(const ath_model *model) {
     return model != NULL && (ath_model_is_conv(model) || model->ops == &zero_ops);
 }

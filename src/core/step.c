@@ -93,9 +93,7 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
             if (st != ATH_OK) return st;
             calls++;
             if (ath_eng_update_and_gather(e, layout, s0, nb, g0, ng))
-                return ath_error_set(err, ATH_ERR_NONFINITE,
-                                     "model '%s' returned non-finite values (NaN or Inf); step not applied",
-                                     e->model->ops->name ? e->model->ops->name : "?");
+                return ath_model_nonfinite_error(e->model, err);
         }
     }
 
