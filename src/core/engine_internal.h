@@ -350,8 +350,8 @@ ath_status ath_eng_build_blocks(ath_engine *e, size_t n, size_t *nb_out, ath_err
  * (isolated cells: a block each); only for built-in models off a 'zero' window,
  * where both give the same numbers. */
 int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb);
-/* Step 4 on the nb blocks of e->blocks, cells and results through src. */
-ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *src, int64_t *calls,
+/* Step 4 on the nb blocks of e->blocks (holding n cells of E), cells and results through src. */
+ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, size_t n, const ath_tile_source *src, int64_t *calls,
                               int64_t *per_call, ath_error *err);
 
 /* ---- step.c: the kept cells (n, in Morton order) become the matter (new leaves, swapped

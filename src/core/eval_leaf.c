@@ -167,57 +167,85 @@ static inline size_t leaf_cell_slot(const ath_engine *e, const struct ath_leaf_b
     return e->matter.slot[(size_t)leaf * ATH_LEAF_CELLS + (size_t)((y % ATH_LEAF) * ATH_LEAF + x % ATH_LEAF)];
 }
 
-static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box bx, ath_cf32 *scratch) {
+/* Row-major position (y * ATH_LEAF + x) of the m-th cell of a leaf in Morton order (x the low
+ * bit), which is the storage order of a leaf's cells and of a block's leaves (ath_coord_morton)
+ * once a step has committed the matter. */
+static const uint8_t morton_cell[ATH_LEAF_CELLS] = {0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15};
+_Static_assert(BT == ATH_LEAF * ATH_LEAF, "a block is ATH_LEAF x ATH_LEAF leaves");
+
+/* Item cells [ix0, ix1) of item row iy, read from the window's leaves (zeros where empty). */
+static void gather_row(const ath_engine *e, size_t blk, float *base, tile_box bx, int64_t iy, int64_t ix0,
+                       int64_t ix1) {
     const ath_blocks *m = &e->matter;
     const struct ath_leaf_block *lb = &e->lblocks[blk];
     const ath_coord bc = e->blocks[blk];
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h, R4 = leaf_margin(e), nl = leaf_window_side(e);
-    const int64_t ox = bc.x * BT - R4, oy = bc.y * BT - R4; /* the window's first cell */
-    const int64_t q0 = R4 / ATH_LEAF, line = 64 / (int64_t)sizeof(ath_cf32);
-    int64_t iy, ix, i, ix0, ix1, iy0, iy1;
-    (void)scratch;
-    /* The block's own cells are read in row order, not in their storage (Morton) order, so
-     * the hardware prefetcher does not see them coming: ask for all of them first, and the
-     * misses overlap instead of queueing behind each cell's stores. */
-    for (i = 0; i < (BT / ATH_LEAF) * (BT / ATH_LEAF); i++) {
-        const int32_t leaf = lb->win[(q0 + i / (BT / ATH_LEAF)) * nl + q0 + i % (BT / ATH_LEAF)];
-        const uint32_t *sl;
-        int l;
-        int64_t k;
-        if (leaf < 0) continue;
-        sl = m->slot + (size_t)leaf * ATH_LEAF_CELLS;
-        for (l = 0; l < ATH_LEAF_CELLS; l++)
-            if (sl[l] != ATH_LEAF_EMPTY)
-                for (k = 0; k < d; k += line) __builtin_prefetch(m->states + (size_t)sl[l] * (size_t)d + k);
+    const int64_t ox = bc.x * BT - R4, q = bx.y0 + iy - (bc.y * BT - R4);
+    const int32_t *wrow = lb->win + (q / ATH_LEAF) * nl;
+    const size_t lrow = (size_t)(q % ATH_LEAF) * ATH_LEAF;
+    float *row = base + iy * W;
+    int64_t ix;
+    for (ix = ix0; ix < ix1; ix++) {
+        const int64_t p = bx.x0 + ix - ox;
+        const int32_t leaf = wrow[p / ATH_LEAF];
+        const ath_cf32 *v = e->zeros;
+        if (leaf >= 0) {
+            const uint32_t s = m->slot[(size_t)leaf * ATH_LEAF_CELLS + lrow + (size_t)(p % ATH_LEAF)];
+            if (s != ATH_LEAF_EMPTY) v = m->states + (size_t)s * (size_t)d;
+        }
+        ath_eng_put_planar(row + ix, SS, v, d);
     }
+}
+
+static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box bx, ath_cf32 *scratch) {
+    const ath_blocks *m = &e->matter;
+    const struct ath_leaf_block *lb = &e->lblocks[blk];
+    const ath_coord bc = e->blocks[blk];
+    const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h, nl = leaf_window_side(e);
+    const int64_t q0 = leaf_margin(e) / ATH_LEAF;
+    const int64_t bx0 = bc.x * BT - bx.x0, by0 = bc.y * BT - bx.y0; /* item position of the block's cell (0, 0) */
+    int64_t iy, ix0, ix1, iy0, iy1;
+    int li, ci;
+    (void)scratch;
     /* Only the input within the receptive radius of a cell of E reaches a result that is
      * kept, so a block whose cells of E fill only part of it (a halo block) reads just their
      * box grown by that radius; the rest of the item is zero (what it computes there is
      * dropped). */
     {
         const int64_t hr = e->model->receptive_radius;
-        const int64_t gx0 = bc.x * BT + lb->ex0 - hr - bx.x0, gx1 = bc.x * BT + lb->ex1 + hr - bx.x0;
-        const int64_t gy0 = bc.y * BT + lb->ey0 - hr - bx.y0, gy1 = bc.y * BT + lb->ey1 + hr - bx.y0;
+        const int64_t gx0 = bx0 + lb->ex0 - hr, gx1 = bx0 + lb->ex1 + hr;
+        const int64_t gy0 = by0 + lb->ey0 - hr, gy1 = by0 + lb->ey1 + hr;
         ix0 = gx0 > 0 ? gx0 : 0;
         ix1 = gx1 < W ? gx1 : W;
         iy0 = gy0 > 0 ? gy0 : 0;
         iy1 = gy1 < bx.h ? gy1 : bx.h;
         if (ix0 > 0 || iy0 > 0 || ix1 < W || iy1 < bx.h) memset(base, 0, (size_t)(2 * d * SS) * sizeof(float));
     }
-    for (iy = iy0; iy < iy1; iy++) {
-        const int64_t q = bx.y0 + iy - oy;
-        const int32_t *wrow = lb->win + (q / ATH_LEAF) * nl;
-        const size_t lrow = (size_t)(q % ATH_LEAF) * ATH_LEAF;
-        float *row = base + iy * W;
-        for (ix = ix0; ix < ix1; ix++) {
-            const int64_t p = bx.x0 + ix - ox;
-            const int32_t leaf = wrow[p / ATH_LEAF];
+    /* The block's own cells in storage order (leaves, then cells, in Morton order): the reads
+     * stream through the block's values, which the hardware prefetcher follows; in row order
+     * they jumped between leaves and waited on memory. */
+    for (li = 0; li < ATH_LEAF_CELLS; li++) {
+        const int lx = morton_cell[li] % ATH_LEAF, ly = morton_cell[li] / ATH_LEAF;
+        const int32_t leaf = lb->win[(q0 + ly) * nl + q0 + lx];
+        const uint32_t *sl = leaf >= 0 ? m->slot + (size_t)leaf * ATH_LEAF_CELLS : NULL;
+        const int64_t cx0 = bx0 + lx * ATH_LEAF, cy0 = by0 + ly * ATH_LEAF;
+        if (cx0 + ATH_LEAF <= ix0 || cx0 >= ix1 || cy0 + ATH_LEAF <= iy0 || cy0 >= iy1) continue;
+        for (ci = 0; ci < ATH_LEAF_CELLS; ci++) {
+            const int cl = morton_cell[ci];
+            const int64_t ix = cx0 + cl % ATH_LEAF, iy2 = cy0 + cl / ATH_LEAF;
             const ath_cf32 *v = e->zeros;
-            if (leaf >= 0) {
-                const uint32_t s = m->slot[(size_t)leaf * ATH_LEAF_CELLS + lrow + (size_t)(p % ATH_LEAF)];
-                if (s != ATH_LEAF_EMPTY) v = m->states + (size_t)s * (size_t)d;
-            }
-            ath_eng_put_planar(row + ix, SS, v, d);
+            if (ix < ix0 || ix >= ix1 || iy2 < iy0 || iy2 >= iy1) continue;
+            if (sl != NULL && sl[cl] != ATH_LEAF_EMPTY) v = m->states + (size_t)sl[cl] * (size_t)d;
+            ath_eng_put_planar(base + iy2 * W + ix, SS, v, d);
+        }
+    }
+    /* the ring of the receptive radius around the block, row by row */
+    for (iy = iy0; iy < iy1; iy++) {
+        if (iy >= by0 && iy < by0 + BT) {
+            gather_row(e, blk, base, bx, iy, ix0, ix1 < bx0 ? ix1 : bx0);
+            gather_row(e, blk, base, bx, iy, ix0 > bx0 + BT ? ix0 : bx0 + BT, ix1);
+        } else {
+            gather_row(e, blk, base, bx, iy, ix0, ix1);
         }
     }
 }
@@ -266,6 +294,51 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
     rows = 2 * (int64_t)lb->ecount < p1 - p0;
     y = y0;
     bits = lb->emask[y0];
+    if (!rows && p1 - p0 <= cw) {
+        /* the block's span is one chunk: its matter cells' results go to their values in
+         * storage order (leaves, then cells, in Morton order), a stream through the block's
+         * range of the new pool instead of stores scattered over it in row order */
+        const int64_t q0 = leaf_margin(e) / ATH_LEAF, nl = leaf_window_side(e);
+        int li, ci;
+        (void)ath_rule_planar_row(in + p0, in + p0 + d * SS, (ptrdiff_t)SS, out + p0, out + p0 + d * SS,
+                                  (ptrdiff_t)SS, p1 - p0, d, e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold,
+                                  ore, oim, ostride, norm, nonfin, keep);
+        for (li = 0; li < ATH_LEAF_CELLS; li++) {
+            const int lx = morton_cell[li] % ATH_LEAF, ly = morton_cell[li] / ATH_LEAF;
+            const int32_t leaf = lb->win[(q0 + ly) * nl + q0 + lx];
+            const uint32_t *sl;
+            if (leaf < 0) continue;
+            sl = e->matter.slot + (size_t)leaf * ATH_LEAF_CELLS;
+            for (ci = 0; ci < ATH_LEAF_CELLS; ci++) {
+                const int cl = morton_cell[ci];
+                const int64_t x = lx * ATH_LEAF + cl % ATH_LEAF, yy = ly * ATH_LEAF + cl / ATH_LEAF;
+                const int64_t j = off0 + yy * W + x - p0;
+                size_t sv;
+                if (!((lb->mmask[yy] & lb->emask[yy]) >> x & 1u)) continue;
+                sv = sl[cl];
+                bad |= nonfin[j];
+                ath_eng_take_planar(ore + j, oim + j, ostride, d, e->lvals + sv * (size_t)d);
+                e->lkeep[sv] = keep[j];
+                kept += keep[j];
+            }
+        }
+        /* the other cells of E in row-major order (the hvals order) */
+        for (y = y0; y < y1; y++) {
+            unsigned hb = lb->emask[y] & (unsigned)~lb->mmask[y];
+            while (hb != 0) {
+                const int64_t x = __builtin_ctz(hb), j = off0 + y * W + x - p0;
+                hb &= hb - 1;
+                bad |= nonfin[j];
+                ath_eng_take_planar(ore + j, oim + j, ostride, d, e->hvals + h * (uint64_t)d);
+                e->hkeep[h] = keep[j];
+                births += keep[j];
+                h++;
+            }
+        }
+        lb->kept = kept;
+        lb->births = births;
+        return bad;
+    }
     for (c0 = p0, seg = y0; c0 < p1;) {
         int64_t n;
         if (rows) { /* the next row with cells of E: its first to its last */
@@ -417,7 +490,7 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
     if (e->lvals == NULL || e->lkeep == NULL || e->hvals == NULL || e->hkeep == NULL)
         return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu cells)", nc + nh);
     st = ath_eng_scratch_reserve(e, nthreads, 0, n, err);
-    if (st == ATH_OK) st = ath_eng_step_tiles(e, nb, &leaf_source, &calls, &per_call, err);
+    if (st == ATH_OK) st = ath_eng_step_tiles(e, nb, n, &leaf_source, &calls, &per_call, err);
     if (st != ATH_OK) return st;
     for (blk = 0; blk < nb; blk++) {
         kept += e->lblocks[blk].kept;

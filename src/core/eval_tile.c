@@ -283,6 +283,10 @@ int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb) {
  * batches of this many floats (per buffer), so an item is still in the thread's cache when
  * the rule reads it, and a step has one parallel region instead of two per batch. */
 #define LOCAL_BATCH_FLOATS ((int64_t)1 << 16)
+/* ... and at least this many batches per thread when the blocks allow (dynamic schedule). */
+#define LOCAL_BATCHES_PER_THREAD 4
+/* Fewest cells of E for which a built-in model's step runs on more than one thread. */
+#define LOCAL_PARALLEL_MIN_CELLS 2048
 
 /* Step 4 for a built-in model (ZeroModel, conv stack): it computes every item on its own
  * and may run on any thread (nested inside this region it runs on the calling thread), so
@@ -376,7 +380,7 @@ static size_t batch_length(const ath_engine *e, size_t b0, size_t nb, int64_t tb
 /* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
  * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
  * to a 'zero' window then run grouped by their region's shape. */
-ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *src, int64_t *calls,
+ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, size_t n, const ath_tile_source *src, int64_t *calls,
                               int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
     const int64_t per_item = e->channels * S * S;
@@ -389,10 +393,22 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, const ath_tile_source *s
     nthreads = omp_get_max_threads();
     if (nthreads < 1) nthreads = 1;
     if ((size_t)nthreads > e->nscratch) nthreads = (int)e->nscratch; /* bg_scratch rows */
+    /* A small step runs on the calling thread: waking a sleeping worker (the package's
+     * passive wait policy) costs ~40 us on an idle virtual machine, more than it saves
+     * below this many cells of E (ZeroModel, 2 threads: 1e3 cells 52 us serial, 63 us
+     * parallel; even at ~4e3). */
 #endif
+    if (local && n < LOCAL_PARALLEL_MIN_CELLS) nthreads = 1;
     tb = (local ? LOCAL_BATCH_FLOATS : ATH_ENGINE_TILE_BATCH_FLOATS) / per_item;
     if (tb < 1) tb = 1;
     if ((size_t)tb > nb) tb = (int64_t)(nb > 0 ? nb : 1);
+    if (local && nthreads > 1) {
+        /* a small universe fits one batch, which one thread would run alone: cut it so that
+         * every thread gets a few (a built-in model's numbers do not depend on the batches) */
+        const int64_t fair = ((int64_t)nb + LOCAL_BATCHES_PER_THREAD * nthreads - 1) /
+                             (LOCAL_BATCHES_PER_THREAD * nthreads);
+        if (fair < tb) tb = fair > 0 ? fair : 1;
+    }
     slots = local ? (size_t)nthreads : 1;
     if (slots * (size_t)(tb * per_item) > e->tbuf_floats) {
         const size_t need = slots * (size_t)(tb * per_item);

@@ -72,7 +72,7 @@ static ath_status step_inner(ath_engine *e, int64_t *matter_count, ath_error *er
     }
 
     if (use_tiles) {
-        st = ath_eng_step_tiles(e, nblocks, &ath_eng_eset_source, &calls, &per_call, err);
+        st = ath_eng_step_tiles(e, nblocks, n, &ath_eng_eset_source, &calls, &per_call, err);
         if (st != ATH_OK) return st;
     } else {
         /* 4: model in fixed chunks; the update of one chunk runs in the same
