@@ -122,7 +122,7 @@ struct ath_engine {
     struct ath_leaf_block *lblocks;  /* per block of e->blocks (this step) */
     size_t lblocks_cap;
     ath_cf32 *lvals;                 /* new values by value number (the matter's capacity) */
-    ath_cf32 *spare_pool;            /* the last steady step's old value pool, kept while <= 1 MiB */
+    ath_cf32 *spare_pool;            /* the last steady step's old value pool, kept while <= SPARE_POOL_MAX */
     size_t spare_bytes;
     uint8_t *lkeep;                  /* keep decision by value number */
     ath_cf32 *hvals;                 /* new values of the cells of E that are not matter */

@@ -13,7 +13,8 @@
  *   3. ath_eng_step_tiles runs the blocks through the model with this file's
  *      source: the gather reads the leaves' values, the update writes each
  *      matter cell's new value to its own value number in a new pool (lvals)
- *      and each other cell of E to the block's range of hvals.
+ *      and each other cell of E to the block's range of hvals.  A block's own
+ *      cells are read and written in storage order (see morton_cell).
  *   4. Commit.  No birth and no death (the usual steady state): the new pool
  *      replaces the matter's values, the leaves stay.  Otherwise the kept
  *      cells, sorted by ath_coord_morton_sort_keys exactly as step 2 of the
@@ -27,7 +28,8 @@
  *
  * Scratch of one step: lvals (the value pool's size) and lkeep (1 B per
  * cell), the block records (~0.5 KB per 16 x 16 block), hvals / hkeep for the
- * cells of E that are not matter (65 B each at d_state 8), the tile batches. */
+ * cells of E that are not matter (65 B each at d_state 8), the tile batches;
+ * after a steady step the old pool while it is <= SPARE_POOL_MAX. */
 #include "coord_internal.h"
 #include "engine_internal.h"
 
@@ -43,8 +45,10 @@
 #define LEAF_D_MAX 64 /* widest state (stack chunks of the update hold >= 48 cells) */
 #define LW_MAX ((BT + 2 * LEAF_R_MAX) / ATH_LEAF)
 /* A steady step keeps the old value pool for the next one up to this size (bounded, like the
- * model batches): below it, fresh pages every step cost a small universe ~15 % of its step. */
-#define SPARE_POOL_MAX ((size_t)1 << 20)
+ * model batches): fresh pages every step cost 1e5 cells (6.4 MB) ~25 % of a step, ~40 % in
+ * the benchmark next to torch (3.1 vs 5.0 ms); larger universes pay it rather than hold
+ * two copies of their values. */
+#define SPARE_POOL_MAX ((size_t)8 << 20)
 
 struct ath_leaf_block {
     uint16_t emask[BT];            /* cells of E: bit x of row y */
