@@ -62,7 +62,7 @@ typedef struct tile_window {
 
 /* A tile block in evaluation order (step_tiles). */
 struct block_order {
-    int64_t key; /* -1: unclipped (S x S); else h * (S + 1) + w of the clipped region */
+    int64_t key; /* -1: a whole S x S region; else h * (S + 1) + w of a smaller one */
     size_t blk;
 };
 
@@ -334,6 +334,8 @@ static inline void ath_eng_take_planar(const float *re, const float *im, int64_t
  * cells of E from the input and output items and returns 1 on a non-finite
  * update.  Both run in parallel over blocks (disjoint writes). */
 typedef struct ath_tile_source {
+    /* the block's model input region (receptive radius h) */
+    tile_box (*box)(const ath_engine *e, size_t blk, int64_t h);
     void (*gather)(const ath_engine *e, size_t blk, float *item, tile_box bx, ath_cf32 *scratch);
     int (*update)(ath_engine *e, size_t blk, const float *in, const float *out, tile_box bx);
 } ath_tile_source;

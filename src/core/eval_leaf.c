@@ -58,6 +58,7 @@ struct ath_leaf_block {
     uint32_t ecount, hcount;       /* its cells of E; of them, not matter */
     uint32_t kept, births;         /* after the update: matter cells kept, other cells kept */
     int8_t ex0, ex1, ey0, ey1;     /* bounding box of its cells of E: [ex0, ex1) x [ey0, ey1) */
+    tile_box box;                  /* its model input: that box grown by the receptive radius */
 };
 
 /* The window margin: r rounded up to whole leaves. */
@@ -162,6 +163,21 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
     }
     lb->ecount = ec;
     lb->hcount = hc;
+    lb->box = ath_eng_block_box(e, blk, e->model->receptive_radius);
+    if (ec > 0) {
+        const int64_t h = e->model->receptive_radius;
+        tile_box *b = &lb->box;
+        int64_t x0 = bc.x * BT + lb->ex0 - h, x1 = bc.x * BT + lb->ex1 + h;
+        int64_t y0 = bc.y * BT + lb->ey0 - h, y1 = bc.y * BT + lb->ey1 + h;
+        if (x0 < b->x0) x0 = b->x0;
+        if (y0 < b->y0) y0 = b->y0;
+        if (x1 > b->x0 + b->w) x1 = b->x0 + b->w;
+        if (y1 > b->y0 + b->h) y1 = b->y0 + b->h;
+        b->x0 = x0;
+        b->y0 = y0;
+        b->w = x1 - x0;
+        b->h = y1 - y0;
+    }
 }
 
 /* Value number of matter cell (x, y) of a block (its bit set in mmask). */
@@ -208,23 +224,11 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
     const int64_t d = e->cfg.d_state, W = bx.w, SS = bx.w * bx.h, nl = leaf_window_side(e);
     const int64_t q0 = leaf_margin(e) / ATH_LEAF;
     const int64_t bx0 = bc.x * BT - bx.x0, by0 = bc.y * BT - bx.y0; /* item position of the block's cell (0, 0) */
-    int64_t iy, ix0, ix1, iy0, iy1;
+    /* the item is the block's cells of E grown by the receptive radius (leaf_box): all of it is read */
+    const int64_t ix0 = 0, ix1 = W, iy0 = 0, iy1 = bx.h;
+    int64_t iy;
     int li, ci;
     (void)scratch;
-    /* Only the input within the receptive radius of a cell of E reaches a result that is
-     * kept, so a block whose cells of E fill only part of it (a halo block) reads just their
-     * box grown by that radius; the rest of the item is zero (what it computes there is
-     * dropped). */
-    {
-        const int64_t hr = e->model->receptive_radius;
-        const int64_t gx0 = bx0 + lb->ex0 - hr, gx1 = bx0 + lb->ex1 + hr;
-        const int64_t gy0 = by0 + lb->ey0 - hr, gy1 = by0 + lb->ey1 + hr;
-        ix0 = gx0 > 0 ? gx0 : 0;
-        ix1 = gx1 < W ? gx1 : W;
-        iy0 = gy0 > 0 ? gy0 : 0;
-        iy1 = gy1 < bx.h ? gy1 : bx.h;
-        if (ix0 > 0 || iy0 > 0 || ix1 < W || iy1 < bx.h) memset(base, 0, (size_t)(2 * d * SS) * sizeof(float));
-    }
     /* The block's own cells in storage order (leaves, then cells, in Morton order): the reads
      * stream through the block's values, which the hardware prefetcher follows; in row order
      * they jumped between leaves and waited on memory. */
@@ -389,7 +393,17 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
     return bad;
 }
 
-static const ath_tile_source leaf_source = {leaf_gather, leaf_update};
+/* A block's input region cropped to its cells of E grown by the receptive radius h: only
+ * that input reaches a kept result, so a halo block (a row, a column or a corner of E) runs
+ * the model on a strip instead of a whole (16 + 2h)^2 item.  A built-in model computes each
+ * output from its own neighbourhood in the same order whatever the item's size (tiles and
+ * patches give the same numbers), so the results are the same bits. */
+static tile_box leaf_box(const ath_engine *e, size_t blk, int64_t h) {
+    (void)h; /* the model's receptive radius, which the scan used */
+    return e->lblocks[blk].box;
+}
+
+static const ath_tile_source leaf_source = {leaf_box, leaf_gather, leaf_update};
 
 /* Step 4, not steady: the kept cells in Morton order (the general path's E order) become new leaves. */
 static ath_status leaf_commit_rebuild(ath_engine *e, size_t nb, size_t nk, ath_error *err) {

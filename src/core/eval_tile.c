@@ -318,7 +318,7 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
 #endif
         for (ib = 0; ib < (ptrdiff_t)nbat; ib++) {
             const size_t b0 = starts[ib], cnt = starts[ib + 1] - b0;
-            const tile_box bx0 = ath_eng_block_box(e, e->border[b0].blk, h);
+            const tile_box bx0 = src->box(e, e->border[b0].blk, h);
             const int64_t item = e->channels * bx0.w * bx0.h;
             int64_t shape[4];
             ath_out_layout layout;
@@ -332,7 +332,7 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
             if (stop) continue;
             for (b = 0; b < cnt; b++) {
                 const size_t blk = e->border[b0 + b].blk;
-                src->gather(e, blk, tin + (int64_t)b * item, ath_eng_block_box(e, blk, h), scratch);
+                src->gather(e, blk, tin + (int64_t)b * item, src->box(e, blk, h), scratch);
             }
             shape[0] = (int64_t)cnt;
             shape[1] = e->channels;
@@ -358,7 +358,7 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
             for (b = 0; b < cnt; b++) {
                 const size_t blk = e->border[b0 + b].blk;
                 bad |= src->update(e, blk, tin + (int64_t)b * item, tout + (int64_t)b * item,
-                                   ath_eng_block_box(e, blk, h));
+                                   src->box(e, blk, h));
             }
         }
     }
@@ -368,7 +368,9 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
     return ATH_OK;
 }
 
-const ath_tile_source ath_eng_eset_source = {tile_gather, tile_update};
+static tile_box tile_block_box(const ath_engine *e, size_t blk, int64_t h) { return ath_eng_block_box(e, blk, h); }
+
+const ath_tile_source ath_eng_eset_source = {tile_block_box, tile_gather, tile_update};
 
 /* Blocks in the batch starting at e->border[b0]: a run of one region shape, at most tb. */
 static size_t batch_length(const ath_engine *e, size_t b0, size_t nb, int64_t tb) {
@@ -378,8 +380,9 @@ static size_t batch_length(const ath_engine *e, size_t b0, size_t nb, int64_t tb
 }
 
 /* Step 4 on tiles.  *calls gets the number of forward() calls, *per_call the blocks per call.
- * Unclipped blocks run first, in batches of up to tb (S x S items); blocks clipped
- * to a 'zero' window then run grouped by their region's shape. */
+ * Blocks with a whole S x S region run first, in batches of up to tb; blocks whose region
+ * is smaller (clipped to a 'zero' window, or cropped by the leaf source to its cells of E)
+ * then run grouped by their region's shape, each group in block order. */
 ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, size_t n, const ath_tile_source *src, int64_t *calls,
                               int64_t *per_call, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h;
@@ -426,7 +429,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, size_t n, const ath_tile
         st = ath_eng_grow((void **)&e->border, &e->border_cap, nb, sizeof(struct block_order), err);
         if (st != ATH_OK) return st;
         for (i = 0; i < nb; i++) {
-            const tile_box bx = ath_eng_block_box(e, i, h);
+            const tile_box bx = src->box(e, i, h);
             e->border[i].blk = i;
             e->border[i].key = (bx.w == S && bx.h == S) ? -1 : bx.h * (S + 1) + bx.w;
             if (i > 0 && e->border[i].key < e->border[i - 1].key) sorted = 0;
@@ -446,7 +449,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, size_t n, const ath_tile
         return st;
     }
     for (b0 = 0; b0 < nb;) {
-        const tile_box bx0 = ath_eng_block_box(e, e->border[b0].blk, h);
+        const tile_box bx0 = src->box(e, e->border[b0].blk, h);
         const int64_t item = e->channels * bx0.w * bx0.h;
         int64_t cnt = 1, shape[4], b;
         ath_out_layout layout;
@@ -467,7 +470,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, size_t n, const ath_tile
 #endif
             for (bi = 0; bi < cnt; bi++) {
                 const size_t blk = e->border[b0 + (size_t)bi].blk;
-                src->gather(e, blk, e->tin_buf + bi * item, ath_eng_block_box(e, blk, h), scratch);
+                src->gather(e, blk, e->tin_buf + bi * item, src->box(e, blk, h), scratch);
             }
         }
         shape[0] = cnt;
@@ -482,7 +485,7 @@ ath_status ath_eng_step_tiles(ath_engine *e, size_t nb, size_t n, const ath_tile
 #endif
         for (b = 0; b < cnt; b++) {
             const size_t blk = e->border[b0 + (size_t)b].blk;
-            bad |= src->update(e, blk, e->tin_buf + b * item, e->tout_buf + b * item, ath_eng_block_box(e, blk, h));
+            bad |= src->update(e, blk, e->tin_buf + b * item, e->tout_buf + b * item, src->box(e, blk, h));
         }
         if (bad)
             return ath_model_nonfinite_error(e->model, err);
