@@ -192,6 +192,7 @@ static inline size_t leaf_cell_slot(const ath_engine *e, const struct ath_leaf_b
  * once a step has committed the matter. */
 static const uint8_t morton_cell[ATH_LEAF_CELLS] = {0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15};
 _Static_assert(BT == ATH_LEAF * ATH_LEAF, "a block is ATH_LEAF x ATH_LEAF leaves");
+_Static_assert(ATH_LEAF == 4, "a leaf row is the four cells of ath_eng_put_planar4 / take_planar4");
 
 /* Item cells [ix0, ix1) of item row iy, read from the window's leaves (zeros where empty). */
 static void gather_row(const ath_engine *e, size_t blk, float *base, tile_box bx, int64_t iy, int64_t ix0,
@@ -238,6 +239,19 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
         const uint32_t *sl = leaf >= 0 ? m->slot + (size_t)leaf * ATH_LEAF_CELLS : NULL;
         const int64_t cx0 = bx0 + lx * ATH_LEAF, cy0 = by0 + ly * ATH_LEAF;
         if (cx0 + ATH_LEAF <= ix0 || cx0 >= ix1 || cy0 + ATH_LEAF <= iy0 || cy0 >= iy1) continue;
+        if (cx0 >= ix0 && cx0 + ATH_LEAF <= ix1 && cy0 >= iy0 && cy0 + ATH_LEAF <= iy1) {
+            /* the whole leaf is in the item: a row of four cells at a time */
+            int ly2, c;
+            for (ly2 = 0; ly2 < ATH_LEAF; ly2++) {
+                const ath_cf32 *v[ATH_LEAF];
+                for (c = 0; c < ATH_LEAF; c++) {
+                    const uint32_t s = sl != NULL ? sl[ly2 * ATH_LEAF + c] : ATH_LEAF_EMPTY;
+                    v[c] = s != ATH_LEAF_EMPTY ? m->states + (size_t)s * (size_t)d : e->zeros;
+                }
+                ath_eng_put_planar4(base + (cy0 + ly2) * W + cx0, SS, v, d);
+            }
+            continue;
+        }
         for (ci = 0; ci < ATH_LEAF_CELLS; ci++) {
             const int cl = morton_cell[ci];
             const int64_t ix = cx0 + cl % ATH_LEAF, iy2 = cy0 + cl / ATH_LEAF;
@@ -317,6 +331,26 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
             const uint32_t *sl;
             if (leaf < 0) continue;
             sl = e->matter.slot + (size_t)leaf * ATH_LEAF_CELLS;
+            if (((lb->mmask[ly * ATH_LEAF] & lb->emask[ly * ATH_LEAF]) >> (lx * ATH_LEAF) & 0xFu) == 0xFu &&
+                ((lb->mmask[ly * ATH_LEAF + 1] & lb->emask[ly * ATH_LEAF + 1]) >> (lx * ATH_LEAF) & 0xFu) == 0xFu &&
+                ((lb->mmask[ly * ATH_LEAF + 2] & lb->emask[ly * ATH_LEAF + 2]) >> (lx * ATH_LEAF) & 0xFu) == 0xFu &&
+                ((lb->mmask[ly * ATH_LEAF + 3] & lb->emask[ly * ATH_LEAF + 3]) >> (lx * ATH_LEAF) & 0xFu) == 0xFu) {
+                /* a full leaf: a row of four cells at a time */
+                int r, c;
+                for (r = 0; r < ATH_LEAF; r++) {
+                    const int64_t j = off0 + (ly * ATH_LEAF + r) * W + lx * ATH_LEAF - p0;
+                    ath_cf32 *o[ATH_LEAF];
+                    for (c = 0; c < ATH_LEAF; c++) {
+                        const size_t sv = sl[r * ATH_LEAF + c];
+                        o[c] = e->lvals + sv * (size_t)d;
+                        bad |= nonfin[j + c];
+                        e->lkeep[sv] = keep[j + c];
+                        kept += keep[j + c];
+                    }
+                    ath_eng_take_planar4(ore + j, oim + j, ostride, d, o);
+                }
+                continue;
+            }
             for (ci = 0; ci < ATH_LEAF_CELLS; ci++) {
                 const int cl = morton_cell[ci];
                 const int64_t x = lx * ATH_LEAF + cl % ATH_LEAF, yy = ly * ATH_LEAF + cl / ATH_LEAF;
