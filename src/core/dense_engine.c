@@ -12,6 +12,7 @@
 #include "atheria/dense_engine.h"
 
 #include "atheria/rule.h"
+#include "planar.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -259,16 +260,21 @@ static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error 
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (ih * W * d > 16384)
 #endif
         for (iy = 0; iy < ih; iy++) {
-            int64_t sy = ylo + iy, x, k;
+            int64_t sy = ylo + iy, x;
+            const ath_cf32 *row;
+            float *dst = e->in_buf + iy * W;
             if (periodic) sy = ((sy % g) + g) % g;
-            for (k = 0; k < d; k++) {
-                float *dst_re = e->in_buf + k * plane + iy * W, *dst_im = dst_re + d * plane;
-                for (x = 0; x < W; x++) {
-                    int64_t sx = x - col0;
-                    if (periodic && (sx < 0 || sx >= g)) sx = ((sx % g) + g) % g;
-                    dst_re[x] = e->field[(sy * g + sx) * d + k].re;
-                    dst_im[x] = e->field[(sy * g + sx) * d + k].im;
-                }
+            row = e->field + sy * g * d;
+            /* the grid's row in item columns [col0, col0 + g), four cells at a time; periodic:
+             * the wrapped columns either side */
+            for (x = 0; x + 4 <= g; x += 4) {
+                const ath_cf32 *const v[4] = {row + x * d, row + (x + 1) * d, row + (x + 2) * d, row + (x + 3) * d};
+                ath_eng_put_planar4(dst + col0 + x, plane, v, d);
+            }
+            for (; x < g; x++) ath_eng_put_planar(dst + col0 + x, plane, row + x * d, d);
+            for (x = 0; x < col0; x++) {
+                ath_eng_put_planar(dst + x, plane, row + (((x - col0) % g) + g) % g * d, d);
+                ath_eng_put_planar(dst + col0 + g + x, plane, row + (x % g) * d, d);
             }
         }
         shape[0] = 1;

@@ -41,12 +41,9 @@
 #include "coord_internal.h"
 #include "hash_index.h"
 #include "mix.h"
+#include "planar.h"
 
 #include <string.h>
-
-#if defined(__SSE2__)
-#include <xmmintrin.h>
-#endif
 
 
 #define EMPTY_X INT64_MIN
@@ -298,81 +295,6 @@ static inline tile_box ath_eng_block_box(const ath_engine *e, size_t blk, int64_
         b.h = y1 - b.y0;
     }
     return b;
-}
-
-/* One cell's d values into a channel-planar item at p (channel k: re at
- * p[k*SS], im at p[(d+k)*SS]), and one cell back from planar rows (re[k*stride]);
- * the usual widths unrolled. */
-static inline void ath_eng_put_planar_d(float *p, int64_t SS, const ath_cf32 *v, int64_t d) {
-    int64_t k;
-    for (k = 0; k < d; k++) {
-        p[k * SS] = v[k].re;
-        p[(d + k) * SS] = v[k].im;
-    }
-}
-static inline void ath_eng_put_planar(float *p, int64_t SS, const ath_cf32 *v, int64_t d) {
-    switch (d) {
-    case 4: ath_eng_put_planar_d(p, SS, v, 4); break;
-    case 8: ath_eng_put_planar_d(p, SS, v, 8); break;
-    default: ath_eng_put_planar_d(p, SS, v, d); break;
-    }
-}
-static inline void ath_eng_take_planar_d(const float *re, const float *im, int64_t stride, int64_t d, ath_cf32 *o) {
-    int64_t k;
-    for (k = 0; k < d; k++) {
-        o[k].re = re[k * stride];
-        o[k].im = im[k * stride];
-    }
-}
-static inline void ath_eng_take_planar(const float *re, const float *im, int64_t stride, int64_t d, ath_cf32 *o) {
-    switch (d) {
-    case 4: ath_eng_take_planar_d(re, im, stride, 4, o); break;
-    case 8: ath_eng_take_planar_d(re, im, stride, 8, o); break;
-    default: ath_eng_take_planar_d(re, im, stride, d, o); break;
-    }
-}
-
-/* Four cells consecutive along x (v[0..3], d values each) into a channel-planar item at p,
- * and four back from planar rows: the same moves as four put/take calls, as 4 x 4
- * transposes of (re, im) pairs of two channels (d even) where SSE exists. */
-static inline void ath_eng_put_planar4(float *p, int64_t SS, const ath_cf32 *const v[4], int64_t d) {
-    int64_t k, c;
-#if defined(__SSE2__)
-    if ((d & 1) == 0) {
-        for (k = 0; k < d; k += 2) {
-            __m128 a = _mm_loadu_ps(&v[0][k].re), b = _mm_loadu_ps(&v[1][k].re), cc = _mm_loadu_ps(&v[2][k].re),
-                   e = _mm_loadu_ps(&v[3][k].re);
-            _MM_TRANSPOSE4_PS(a, b, cc, e); /* re k, im k, re k+1, im k+1 of the four cells */
-            _mm_storeu_ps(p + k * SS, a);
-            _mm_storeu_ps(p + (d + k) * SS, b);
-            _mm_storeu_ps(p + (k + 1) * SS, cc);
-            _mm_storeu_ps(p + (d + k + 1) * SS, e);
-        }
-        return;
-    }
-#endif
-    for (c = 0; c < 4; c++) ath_eng_put_planar(p + c, SS, v[c], d);
-    (void)k;
-}
-static inline void ath_eng_take_planar4(const float *re, const float *im, int64_t stride, int64_t d,
-                                        ath_cf32 *const o[4]) {
-    int64_t k, c;
-#if defined(__SSE2__)
-    if ((d & 1) == 0) {
-        for (k = 0; k < d; k += 2) {
-            __m128 a = _mm_loadu_ps(re + k * stride), b = _mm_loadu_ps(im + k * stride),
-                   cc = _mm_loadu_ps(re + (k + 1) * stride), e = _mm_loadu_ps(im + (k + 1) * stride);
-            _MM_TRANSPOSE4_PS(a, b, cc, e); /* (re k, im k, re k+1, im k+1) of cell 0, 1, 2, 3 */
-            _mm_storeu_ps(&o[0][k].re, a);
-            _mm_storeu_ps(&o[1][k].re, b);
-            _mm_storeu_ps(&o[2][k].re, cc);
-            _mm_storeu_ps(&o[3][k].re, e);
-        }
-        return;
-    }
-#endif
-    for (c = 0; c < 4; c++) ath_eng_take_planar(re + c, im + c, stride, d, o[c]);
-    (void)k;
 }
 
 /* Where a block's cells come from and where its results go: the evaluated set

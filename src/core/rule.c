@@ -5,6 +5,8 @@
  * layout while the arithmetic per cell stays one sequence of operations. */
 #include "atheria/rule.h"
 
+#include "planar.h"
+
 #include <math.h>
 
 /* w cells: psi value (cell x, channel k) at pre[x*pcell + k*pchan] (pim likewise),
@@ -157,15 +159,16 @@ int ath_rule_planar_row(const float *psi_re, const float *psi_im, ptrdiff_t pstr
     return bad;
 }
 
-/* Planar rows -> interleaved cells for a compile-time d (unrolled inner loop). */
+/* Planar rows -> interleaved cells for a compile-time d: four cells at a time (planar.h),
+ * then the rest one by one. */
 static inline void planar_to_cells_d(const float *re, const float *im, ptrdiff_t stride, int64_t w, int64_t d,
                                      ath_cf32 *out) {
-    int64_t x, k;
-    for (x = 0; x < w; x++)
-        for (k = 0; k < d; k++) {
-            out[x * d + k].re = re[k * stride + x];
-            out[x * d + k].im = im[k * stride + x];
-        }
+    int64_t x = 0;
+    for (; x + 4 <= w; x += 4) {
+        ath_cf32 *const o[4] = {out + x * d, out + (x + 1) * d, out + (x + 2) * d, out + (x + 3) * d};
+        ath_eng_take_planar4(re + x, im + x, stride, d, o);
+    }
+    for (; x < w; x++) ath_eng_take_planar_d(re + x, im + x, stride, d, out + x * d);
 }
 
 RULE_CLONES
