@@ -55,6 +55,9 @@ CASES = {
     # more than 2048 cells of E: the step runs on every thread, the blocks in several batches
     # per thread; d_state 8 spans a block in one rule chunk (its cells in storage order)
     "zero_large": dict(d=8, model=lambda d: ac.ZeroModel(), engine=dict(patch=3), blob=dict(n=5000, lo=0, hi=80)),
+    # a value pool over 8 MiB (~1.6e5 cells): not kept between steps, written with streaming stores
+    "zero_pool_streamed": dict(d=8, model=lambda d: ac.ZeroModel(), engine=dict(patch=3),
+                               blob=dict(n=260000, lo=0, hi=512)),
     # d_state 16: a block's span is longer than one rule chunk (the row-order update)
     "conv_wide": dict(d=16, model=lambda d: _conv(d, 6, (3,), scale=0.2), engine=dict(patch=3, threshold=0.9),
                       blob=dict(n=3000, lo=-40, hi=40)),

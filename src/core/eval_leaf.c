@@ -321,6 +321,10 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
          * storage order (leaves, then cells, in Morton order), a stream through the block's
          * range of the new pool instead of stores scattered over it in row order */
         const int64_t q0 = leaf_margin(e) / ATH_LEAF, nl = leaf_window_side(e);
+        /* a pool too large to stay cached until the next step (it is not kept, SPARE_POOL_MAX)
+         * is written with non-temporal stores */
+        const int stream = e->matter.cells_cap * (size_t)d * sizeof(ath_cf32) > SPARE_POOL_MAX &&
+                           ((uintptr_t)e->lvals & 15u) == 0;
         int li, ci;
         (void)ath_rule_planar_row(in + p0, in + p0 + d * SS, (ptrdiff_t)SS, out + p0, out + p0 + d * SS,
                                   (ptrdiff_t)SS, p1 - p0, d, e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold,
@@ -347,7 +351,10 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
                         e->lkeep[sv] = keep[j + c];
                         kept += keep[j + c];
                     }
-                    ath_eng_take_planar4(ore + j, oim + j, ostride, d, o);
+                    if (stream)
+                        ath_eng_take_planar4_stream(ore + j, oim + j, ostride, d, o);
+                    else
+                        ath_eng_take_planar4(ore + j, oim + j, ostride, d, o);
                 }
                 continue;
             }
@@ -364,6 +371,7 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
                 kept += keep[j];
             }
         }
+        if (stream) ath_planar_stream_fence();
         /* the other cells of E in row-major order (the hvals order) */
         for (y = y0; y < y1; y++) {
             unsigned hb = lb->emask[y] & (unsigned)~lb->mmask[y];
