@@ -20,6 +20,9 @@ Usage::
     python benchmarks/compiled_models.py [--quick] [--out DIR] [--root DEMO_ROOT] [--threads 2]
 
 ``--quick``: 32² only, few repetitions, no AOTInductor compile (cached packages are used).
+``--guide-unet``: also the U-Net the migration guide trains (``UNET_32ch_D5_LR2e-5``: hidden 32,
+depth 5, d_state 4 as the demos), untrained (seeded random weights: its speed does not depend on
+them), at the same grid sizes.
 """
 from __future__ import annotations
 
@@ -48,6 +51,21 @@ from atheria_core.motor import AetheriaMotor, engine_rule  # noqa: E402
 
 logger = logging.getLogger("compiled_models")
 DEMOS = ("DEMO_UNET", "DEMO_UNET_UNITARY", "DEMO_UNET_CONVLSTM", "DEMO_LOCAL_CONV")
+GUIDE_UNET = "UNET_32ch_D5_LR2e-5"
+
+
+def write_guide_unet(root: str, grid: int) -> None:
+    """The guide's U-Net as an experiment under root: config + one checkpoint of seeded weights."""
+    from atheria_core.models import build_model
+    params = {"d_state": 4, "hidden_channels": 32, "depth": 5}
+    torch.manual_seed(0)
+    model = build_model("UNET", params).eval()
+    exps.save_experiment_config({
+        "EXPERIMENT_NAME": GUIDE_UNET, "MODEL_ARCHITECTURE": "UNET", "MODEL_PARAMS": params,
+        "GRID_SIZE_TRAINING": grid, "GRID_SIZE_INFERENCE": grid, "GAMMA_DECAY": 0.0,
+        "INITIAL_STATE_MODE_INFERENCE": "complex_noise", "USE_NATIVE_ENGINE": True, "SEED": 0, "LR": 2e-5,
+    }, root)
+    exps.save_checkpoint(GUIDE_UNET, model, 1, root, extra={"note": "untrained, for timing only"})
 
 
 def _median_ms(ts: List[float]) -> float:
@@ -155,8 +173,11 @@ def speed_rows(root: str, name: str, grid: int, reps: int, quick: bool, aoti: bo
             out["compile_s"][f"AOTInductor package {grid}x{grid}"] = round(res.compile_seconds, 1) \
                 if res.compile_seconds else "cached"
             if res.pt2_path:
-                engines["DenseEngine aoti-shim"] = w.dense({})
-                engines["DenseEngine aoti-python"] = w.dense({"ATHERIA_NO_SHIM": "1"})
+                # forced onto the package (ATHERIA_ROUTE_SPEED=0), and the route load_model picks
+                # (it skips the package when export timed frozen TorchScript faster)
+                engines["DenseEngine aoti-shim"] = w.dense({"ATHERIA_ROUTE_SPEED": "0"})
+                engines["DenseEngine aoti-python"] = w.dense({"ATHERIA_NO_SHIM": "1", "ATHERIA_ROUTE_SPEED": "0"})
+                engines["DenseEngine, route load_model picks"] = w.dense({})
             else:
                 out["aoti_skipped"] = res.aoti_skipped
     for label, (eng, route) in engines.items():
@@ -229,6 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--sizes", default=None, help="comma-separated grid sizes for the U-Net rows")
+    ap.add_argument("--guide-unet", action="store_true",
+                    help=f"also time {GUIDE_UNET} (hidden 32, depth 5; untrained weights)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -243,6 +266,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
     reps = args.reps or (5 if args.quick else 30)
     results = [speed_rows(root, "DEMO_UNET", g, reps, args.quick, aoti=True) for g in sizes]
+    if args.guide_unet:
+        write_guide_unet(root, max(sizes))
+        results += [speed_rows(root, GUIDE_UNET, g, max(5, reps // 3), args.quick, aoti=True) for g in sizes]
     local_g = 64 if args.quick else 1024
     results.append(speed_rows(root, "DEMO_LOCAL_CONV", local_g, max(3, reps // 3), args.quick, aoti=False))
     eq = equivalence(root, 10 if args.quick else 100)

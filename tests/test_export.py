@@ -257,6 +257,45 @@ def test_route_selection_reports_why_faster_routes_were_skipped(pt2, caplog):
     assert "skipped" in caplog.text and "runs on route" in caplog.text
 
 
+def test_route_speed_record_decides_between_package_and_torchscript(pt2, monkeypatch):
+    """export times the package against frozen TorchScript once and records it; the loader skips
+    the package when TorchScript was faster, until the package is written again."""
+    from atheria_core import _route_speed as RS
+    pkg, jit = pt2["unet"], pt2["unet_jit"]
+    monkeypatch.delenv("ATHERIA_ROUTE_SPEED", raising=False)
+    try:
+        path = X.record_route_speed(pkg, jit)
+        rec = RS.read(pkg)
+        assert path == RS.record_path(pkg) and rec is not None
+        assert rec["aoti_ms"] > 0 and rec["torchscript_ms"] > 0 and rec["threads"] >= 1
+        # a record that says TorchScript ran 10x faster: the loader takes the TorchScript route
+        RS.write(pkg, aoti_ms=10.0, torchscript_ms=1.0, threads=2, torch_version=torch.__version__)
+        _, report = L.select_model(AC.DenseEngine(PT2_GRID, 2), jit)
+        assert report.route.startswith("torchscript"), report
+        assert any(r == "aoti" and "speed.json" in why and "10 ms" in why for r, why in report.skipped)
+        monkeypatch.setenv("ATHERIA_ROUTE_SPEED", "0")                 # records ignored
+        _, report = L.select_model(AC.DenseEngine(PT2_GRID, 2), jit)
+        assert report.route.startswith("aoti"), report
+        monkeypatch.delenv("ATHERIA_ROUTE_SPEED")
+        # within the margin the package keeps its place
+        RS.write(pkg, aoti_ms=1.0, torchscript_ms=0.97, threads=2, torch_version=torch.__version__)
+        assert RS.torchscript_faster(pkg) is None
+        # a package written again after its timing: the record no longer counts
+        RS.write(pkg, aoti_ms=10.0, torchscript_ms=1.0, threads=2, torch_version=torch.__version__)
+        st = os.stat(pkg)
+        os.utime(pkg, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+        assert RS.read(pkg) is None and RS.torchscript_faster(pkg) is None
+        _, report = L.select_model(AC.DenseEngine(PT2_GRID, 2), jit)
+        assert report.route.startswith("aoti"), report
+        # a damaged record is ignored (logged), never fatal
+        with open(RS.record_path(pkg), "wb") as fh:
+            fh.write(b"{not json")
+        assert RS.read(pkg) is None
+    finally:
+        if os.path.exists(RS.record_path(pkg)):
+            os.unlink(RS.record_path(pkg))
+
+
 def test_explicit_pt2_for_another_grid_is_refused_with_file_and_cause(pt2, ac):
     e = ac.DenseEngine(2 * PT2_GRID, 2)
     assert e.load_model(model_path=pt2["unet"]) is False

@@ -17,6 +17,8 @@ exact for the engine (docs/torchscript.md, "Routes"):
    :func:`atheria_core.export.export_model`) is used when it belongs to the same checkpoint
    (sha256) and torch version.
 3. ``aoti-python`` — the same package through ``torch._inductor.aoti_load_package`` (no shim).
+   Routes 2–3 are skipped for a sibling package whose route-speed record (written by
+   ``export_model``, :mod:`._route_speed`) says frozen TorchScript ran faster.
 4. ``torchscript-shim`` — the TorchScript file in the shim, frozen + ``optimize_for_inference``
    where that matches the plain forward within 1e-5.
 5. ``torchscript-python`` — ``torch.jit.load`` in Python (frozen likewise).
@@ -28,7 +30,8 @@ returned in a :class:`LoadReport`.  Metadata comes from the one reader,
 error table (include/atheria/load_error.h).
 
 Environment: ``ATHERIA_NATIVE_CONV=0`` skips route 1, ``ATHERIA_NO_AOTI=1`` routes 2–3,
-``ATHERIA_NO_SHIM=1`` routes 2 and 4, ``ATHERIA_NO_OPTIMIZE=1`` the freezing of 4–5.
+``ATHERIA_NO_SHIM=1`` routes 2 and 4, ``ATHERIA_NO_OPTIMIZE=1`` the freezing of 4–5,
+``ATHERIA_ROUTE_SPEED=0`` the route-speed records.
 
 This module imports without torch; torch is imported when a model is loaded.
 """
@@ -599,6 +602,9 @@ def select_model(engine: Any, path: Any) -> Tuple[Any, LoadReport]:
                 pmeta = read_metadata(pt2)
                 why = (_aoti_usable(pmeta, kind, d, grid, device, meta) if pmeta is not None and pmeta.is_aoti
                        else "not an atheria .pt2 package")
+                if why is None:
+                    from . import _route_speed
+                    why = _route_speed.torchscript_faster(pt2)
                 if why is not None:
                     skip.append(("aoti", why))
                 elif shim_ok:

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from . import _route_speed
 from . import experiments as _exp
 from ._metadata import AOTI_FORMAT
 from ._model_loader import (META_FORMAT, META_NAME, META_VERSION, ModelLoadError, aoti_path_for,
@@ -378,6 +379,8 @@ def export_model(source: Union[str, "os.PathLike[str]", _exp.Experiment], *, roo
     pt2 = aoti_path_for(jit, g)
     if not force and _aoti_cache_valid(pt2, meta.checkpoint_sha256, g, exp.d_state):
         logger.info("using cached AOTInductor package %s", pt2)
+        if _route_speed.read(pt2) is None:
+            record_route_speed(pt2, jit, device)
         return ExportResult(jit, pt2, 0.0, None)
     model = _exp.load_model_from_checkpoint(exp, ckpt, device=device)
     extra = {"experiment": exp.name, "grid_size_training": exp.grid_size_training,
@@ -389,7 +392,37 @@ def export_model(source: Union[str, "os.PathLike[str]", _exp.Experiment], *, roo
     except ExportError as exc:
         logger.warning("no .pt2 package for %s: %s", exp.name, exc)
         return ExportResult(jit, None, 0.0, str(exc))
+    record_route_speed(path, jit, device)
     return ExportResult(jit, path, secs, None)
+
+
+def record_route_speed(pt2: str, jit: str, device: str = "cpu") -> Optional[str]:
+    """Times the package's forward against the TorchScript route's (frozen + optimised when that
+    is exact, as the loader runs it) on one input of the package's shape, in lock-step, and
+    writes ``<pt2>.speed.json`` (:mod:`._route_speed`); returns its path, or None when the timing
+    could not run (logged: the loader then keeps its fixed preference, the package first)."""
+    try:
+        from ._model_loader import optimize_script_module
+        pmeta = read_metadata(pt2)
+        shape = list(pmeta.input_shape)
+        dev = torch.device(device)
+        runner = torch._inductor.aoti_load_package(pt2)
+        with quiet_jit_deprecation():
+            module = torch.jit.load(jit, map_location=dev).eval()
+            module, _ = optimize_script_module(torch, module, pmeta.memory_shape is not None, shape, dev)
+        args: Tuple[torch.Tensor, ...] = (torch.randn(*shape, generator=torch.Generator().manual_seed(11)).to(dev),)
+        if pmeta.memory_shape is not None:
+            args += (torch.zeros(list(pmeta.memory_shape), device=dev), torch.zeros(list(pmeta.memory_shape), device=dev))
+        with torch.no_grad():
+            ms = _route_speed.median_ms({"aoti": lambda: runner(*args), "torchscript": lambda: module(*args)})
+        path = _route_speed.write(pt2, ms["aoti"], ms["torchscript"], torch.get_num_threads(), torch.__version__)
+    except Exception as exc:  # noqa: BLE001 - timing is advice; the export itself succeeded
+        logger.warning("could not time %s against TorchScript (%s: %s); the loader keeps the package first",
+                       pt2, type(exc).__name__, exc)
+        return None
+    logger.info("route speed of %s: package %.3g ms, frozen TorchScript %.3g ms per forward", pt2, ms["aoti"],
+                ms["torchscript"])
+    return path
 
 
 def _cache_valid(path: str, sha: Optional[str]) -> bool:

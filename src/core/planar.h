@@ -70,49 +70,44 @@ static inline void ath_eng_put_planar4(float *p, int64_t SS, const ath_cf32 *con
     for (c = 0; c < 4; c++) ath_eng_put_planar(p + c, SS, v[c], d);
     (void)k;
 }
-static inline void ath_eng_take_planar4(const float *re, const float *im, int64_t stride, int64_t d,
-                                        ath_cf32 *const o[4]) {
+/* take_planar4, with non-temporal stores when stream is set (a constant at each call): for a
+ * destination that will not be read again before it leaves the cache (a value pool larger
+ * than the cache), the stores skip the read of each line that an ordinary store makes
+ * first.  Streamed: every o[c] 16-byte aligned, and ath_planar_stream_fence() before
+ * another thread reads what they wrote. */
+static inline void ath_planar_take4(const float *re, const float *im, int64_t stride, int64_t d,
+                                    ath_cf32 *const o[4], const int stream) {
     int64_t k, c;
 #if defined(__SSE2__)
     if ((d & 1) == 0) {
         for (k = 0; k < d; k += 2) {
-            __m128 a = _mm_loadu_ps(re + k * stride), b = _mm_loadu_ps(im + k * stride),
-                   cc = _mm_loadu_ps(re + (k + 1) * stride), e = _mm_loadu_ps(im + (k + 1) * stride);
-            _MM_TRANSPOSE4_PS(a, b, cc, e); /* (re k, im k, re k+1, im k+1) of cell 0, 1, 2, 3 */
-            _mm_storeu_ps(&o[0][k].re, a);
-            _mm_storeu_ps(&o[1][k].re, b);
-            _mm_storeu_ps(&o[2][k].re, cc);
-            _mm_storeu_ps(&o[3][k].re, e);
+            __m128 r[4];
+            r[0] = _mm_loadu_ps(re + k * stride);
+            r[1] = _mm_loadu_ps(im + k * stride);
+            r[2] = _mm_loadu_ps(re + (k + 1) * stride);
+            r[3] = _mm_loadu_ps(im + (k + 1) * stride);
+            _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); /* (re k, im k, re k+1, im k+1) of cell 0, 1, 2, 3 */
+            for (c = 0; c < 4; c++) {
+                if (stream)
+                    _mm_stream_ps(&o[c][k].re, r[c]);
+                else
+                    _mm_storeu_ps(&o[c][k].re, r[c]);
+            }
         }
         return;
     }
 #endif
+    (void)stream;
     for (c = 0; c < 4; c++) ath_eng_take_planar(re + c, im + c, stride, d, o[c]);
     (void)k;
 }
-
-/* take_planar4 with non-temporal stores, for a destination that will not be read again
- * before it leaves the cache (a value pool larger than the cache): the stores skip the
- * read of each line that an ordinary store makes first.  Every o[c] 16-byte aligned;
- * ath_planar_stream_fence() before another thread reads what they wrote. */
+static inline void ath_eng_take_planar4(const float *re, const float *im, int64_t stride, int64_t d,
+                                        ath_cf32 *const o[4]) {
+    ath_planar_take4(re, im, stride, d, o, 0);
+}
 static inline void ath_eng_take_planar4_stream(const float *re, const float *im, int64_t stride, int64_t d,
                                                ath_cf32 *const o[4]) {
-#if defined(__SSE2__)
-    int64_t k;
-    if ((d & 1) == 0) {
-        for (k = 0; k < d; k += 2) {
-            __m128 a = _mm_loadu_ps(re + k * stride), b = _mm_loadu_ps(im + k * stride),
-                   cc = _mm_loadu_ps(re + (k + 1) * stride), e = _mm_loadu_ps(im + (k + 1) * stride);
-            _MM_TRANSPOSE4_PS(a, b, cc, e);
-            _mm_stream_ps(&o[0][k].re, a);
-            _mm_stream_ps(&o[1][k].re, b);
-            _mm_stream_ps(&o[2][k].re, cc);
-            _mm_stream_ps(&o[3][k].re, e);
-        }
-        return;
-    }
-#endif
-    ath_eng_take_planar4(re, im, stride, d, o);
+    ath_planar_take4(re, im, stride, d, o, 1);
 }
 static inline void ath_planar_stream_fence(void) {
 #if defined(__SSE2__)
