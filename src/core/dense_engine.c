@@ -219,6 +219,74 @@ static ath_status dense_row_norms(ath_dense_engine *e, int nthreads, ath_error *
     return ATH_OK;
 }
 
+/* Fewest grid cells for which the band loop runs on more than one thread (below it, waking a
+ * sleeping worker costs more than it saves). */
+#define DENSE_PARALLEL_MIN_CELLS 4096
+/* A field larger than this is written with non-temporal stores (it does not stay cached). */
+#define DENSE_STREAM_MIN_BYTES ((size_t)8 << 20)
+
+/* One band [y0, y1): its rows gathered (channel-planar) into in, the model, the rule into
+ * e->next.  Returns 1 on a non-finite update, -1 when the model failed (*st, *err set). */
+static int dense_band(ath_dense_engine *e, ath_model *m, int64_t y0, int64_t y1, float *in, float *out, float *o,
+                      double *norms, ath_status *st, ath_error *err) {
+    const int64_t g = e->cfg.grid_size, d = e->cfg.d_state, H = m->receptive_radius;
+    const int periodic = e->cfg.periodic;
+    const int64_t W = periodic ? g + 2 * H : g, col0 = periodic ? H : 0;
+    /* item rows [ylo, yhi) in grid coordinates (periodic: unclipped, wrapped on read) */
+    const int64_t ylo = periodic ? y0 - H : (y0 - H > 0 ? y0 - H : 0);
+    const int64_t yhi = periodic ? y1 + H : (y1 + H < g ? y1 + H : g);
+    const int64_t ih = yhi - ylo, plane = ih * W;
+    const ptrdiff_t os = (ptrdiff_t)row_out_stride(e);
+    const int stream = (size_t)(g * g * d) * sizeof(ath_cf32) > DENSE_STREAM_MIN_BYTES && (d & 1) == 0;
+    int64_t shape[4], iy, y, x;
+    ath_out_layout layout;
+    int bad = 0;
+    for (iy = 0; iy < ih; iy++) {
+        int64_t sy = ylo + iy;
+        const ath_cf32 *row;
+        float *dst = in + iy * W;
+        if (periodic) sy = ((sy % g) + g) % g;
+        row = e->field + sy * g * d;
+        /* the grid's row in item columns [col0, col0 + g), four cells at a time; periodic:
+         * the wrapped columns either side */
+        for (x = 0; x + 4 <= g; x += 4) {
+            const ath_cf32 *const v[4] = {row + x * d, row + (x + 1) * d, row + (x + 2) * d, row + (x + 3) * d};
+            ath_eng_put_planar4(dst + col0 + x, plane, v, d);
+        }
+        for (; x < g; x++) ath_eng_put_planar(dst + col0 + x, plane, row + x * d, d);
+        for (x = 0; x < col0; x++) {
+            ath_eng_put_planar(dst + x, plane, row + (((x - col0) % g) + g) % g * d, d);
+            ath_eng_put_planar(dst + col0 + g + x, plane, row + (x % g) * d, d);
+        }
+    }
+    shape[0] = 1;
+    shape[1] = 2 * d;
+    shape[2] = ih;
+    shape[3] = W;
+    *st = ath_model_forward(m, in, shape, out, 0, &layout, err);
+    if (*st != ATH_OK) return -1;
+    for (y = y0; y < y1; y++) {
+        /* psi: the band's input holds the row channel-planar already (exact copies) */
+        const float *re = out + (y - ylo) * W + col0, *psi = in + (y - ylo) * W + col0;
+        ath_cf32 *dst = e->next + y * g * d;
+        bad |= ath_rule_planar_row(psi, psi + d * plane, (ptrdiff_t)plane, re, re + d * plane, (ptrdiff_t)plane, g, d,
+                                   e->cfg.gamma_decay, e->cfg.unitary, 0.0, o, o + d * os, os, norms, NULL, NULL);
+        if (stream && ((uintptr_t)dst & 15u) == 0) {
+            /* a field larger than the cache: the next step reads it from memory anyway, so the
+             * row is written with non-temporal stores (no read of each line before its store) */
+            for (x = 0; x + 4 <= g; x += 4) {
+                ath_cf32 *const c4[4] = {dst + x * d, dst + (x + 1) * d, dst + (x + 2) * d, dst + (x + 3) * d};
+                ath_eng_take_planar4_stream(o + x, o + d * os + x, os, d, c4);
+            }
+            for (; x < g; x++) ath_eng_take_planar(o + x, o + d * os + x, os, d, dst + x * d);
+        } else {
+            ath_rule_planar_to_cells(o, o + d * os, os, g, d, dst);
+        }
+    }
+    if (stream) ath_planar_stream_fence();
+    return bad;
+}
+
 /* The step in bands of rows, for models that accept any [B, C, H, W] and whose
  * output at a pixel depends only on the input within their receptive radius H
  * (ath_model_accepts_tiles: ZeroModel, the conv stack).  Band [y0, y1) runs as
@@ -227,81 +295,85 @@ static ath_status dense_row_norms(ath_dense_engine *e, int nthreads, ath_error *
  * the model's own zero padding falls on the grid edge as before) and the rule
  * is applied to the band's rows.  Every output pixel is computed from the same
  * inputs by the same operations as on the whole grid, so the numbers are the
- * same, bit for bit; only the buffers are a band instead of the grid (they stay
- * in cache: one pass over the field instead of four).  New values go to
- * e->next, swapped in only when every band succeeded. */
+ * same, bit for bit, whatever the bands; only the buffers are a band instead of
+ * the grid (they stay in cache: one pass over the field instead of four).
+ * The bands run in one parallel region, each thread gathering, running the
+ * model on (a built-in model nested in the region runs on the calling thread)
+ * and updating its own bands, so a step wakes the workers once, not twice per
+ * band.  New values go to e->next, swapped in only when every band succeeded. */
 static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error *err) {
     const int64_t g = e->cfg.grid_size, d = e->cfg.d_state, H = m->receptive_radius;
-    const int periodic = e->cfg.periodic;
-    const int64_t W = periodic ? g + 2 * H : g, col0 = periodic ? H : 0;
-    int64_t bh = ATH_DENSE_BAND_FLOATS / (2 * d * W) - 2 * H, y0;
-    int nthreads = 1, bad = 0;
-    ath_status st;
-    if (bh < 4 * H) bh = 4 * H;
-    if (bh < 8) bh = 8;
-    if (bh > g) bh = g;
+    const int64_t W = e->cfg.periodic ? g + 2 * H : g;
+    int64_t bh = ATH_DENSE_BAND_FLOATS / (2 * d * W) - 2 * H, nbands;
+    int nthreads = 1, bad = 0, failed = 0;
+    size_t slot;
+    ptrdiff_t ib;
+    ath_status st = ATH_OK;
 #ifdef _OPENMP
     nthreads = omp_get_max_threads();
     if (nthreads < 1) nthreads = 1;
 #endif
-    st = dense_buffers(e, (size_t)(2 * d * (bh + 2 * H) * W), err);
+    if (g * g < DENSE_PARALLEL_MIN_CELLS) nthreads = 1;
+    /* at least two bands per thread, so that the threads share the grid */
+    if (nthreads > 1 && bh > (g + 2 * nthreads - 1) / (2 * nthreads)) bh = (g + 2 * nthreads - 1) / (2 * nthreads);
+    if (bh < 4 * H) bh = 4 * H;
+    if (bh < 8) bh = 8;
+    if (bh > g) bh = g;
+    nbands = (g + bh - 1) / bh;
+    if (nthreads > nbands) nthreads = (int)nbands;
+    slot = (size_t)(2 * d * (bh + 2 * H) * W);
+    st = dense_buffers(e, slot * (size_t)nthreads, err);
     if (st == ATH_OK) st = dense_row_norms(e, nthreads, err);
     if (st == ATH_OK) st = dense_row_out(e, nthreads, err);
     if (st != ATH_OK) return st;
-    for (y0 = 0; y0 < g && !bad; y0 += bh) {
-        const int64_t y1 = y0 + bh < g ? y0 + bh : g;
-        /* item rows [ylo, yhi) in grid coordinates (periodic: unclipped, wrapped on read) */
-        const int64_t ylo = periodic ? y0 - H : (y0 - H > 0 ? y0 - H : 0);
-        const int64_t yhi = periodic ? y1 + H : (y1 + H < g ? y1 + H : g);
-        const int64_t ih = yhi - ylo, plane = ih * W;
-        int64_t shape[4], iy, y;
-        ath_out_layout layout;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (ih * W * d > 16384)
+#pragma omp parallel num_threads(nthreads) reduction(| : bad) if (nthreads > 1)
 #endif
-        for (iy = 0; iy < ih; iy++) {
-            int64_t sy = ylo + iy, x;
-            const ath_cf32 *row;
-            float *dst = e->in_buf + iy * W;
-            if (periodic) sy = ((sy % g) + g) % g;
-            row = e->field + sy * g * d;
-            /* the grid's row in item columns [col0, col0 + g), four cells at a time; periodic:
-             * the wrapped columns either side */
-            for (x = 0; x + 4 <= g; x += 4) {
-                const ath_cf32 *const v[4] = {row + x * d, row + (x + 1) * d, row + (x + 2) * d, row + (x + 3) * d};
-                ath_eng_put_planar4(dst + col0 + x, plane, v, d);
+    {
+        int tid = 0;
+        float *in, *out, *o;
+        double *norms;
+        ath_error lerr;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        in = e->in_buf + (size_t)tid * slot;
+        out = e->out_buf + (size_t)tid * slot;
+        o = e->row_out + (size_t)tid * 2 * (size_t)d * row_out_stride(e);
+        norms = e->row_norms + (size_t)tid * (size_t)g;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (ib = 0; ib < (ptrdiff_t)nbands; ib++) {
+            const int64_t y0 = (int64_t)ib * bh, y1 = y0 + bh < g ? y0 + bh : g;
+            ath_status lst = ATH_OK;
+            int r, stop;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+            stop = failed;
+            if (stop) continue;
+            r = dense_band(e, m, y0, y1, in, out, o, norms, &lst, &lerr);
+            if (r < 0) {
+#ifdef _OPENMP
+#pragma omp critical(ath_dense_step_error)
+#endif
+                {
+                    if (st == ATH_OK) {
+                        st = lst;
+                        if (err != NULL) *err = lerr;
+                    }
+                }
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+                failed = 1;
+                continue;
             }
-            for (; x < g; x++) ath_eng_put_planar(dst + col0 + x, plane, row + x * d, d);
-            for (x = 0; x < col0; x++) {
-                ath_eng_put_planar(dst + x, plane, row + (((x - col0) % g) + g) % g * d, d);
-                ath_eng_put_planar(dst + col0 + g + x, plane, row + (x % g) * d, d);
-            }
-        }
-        shape[0] = 1;
-        shape[1] = 2 * d;
-        shape[2] = ih;
-        shape[3] = W;
-        st = ath_model_forward(m, e->in_buf, shape, e->out_buf, 0, &layout, err);
-        if (st != ATH_OK) return st;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) reduction(| : bad) num_threads(nthreads) if ((y1 - y0) * g * d > 16384)
-#endif
-        for (y = y0; y < y1; y++) {
-            int tid = 0;
-            const float *re = e->out_buf + (y - ylo) * W + col0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
-            /* psi: the band's input holds the row channel-planar already (exact copies) */
-            const float *psi = e->in_buf + (y - ylo) * W + col0;
-            const ptrdiff_t os = (ptrdiff_t)row_out_stride(e);
-            float *o = e->row_out + (size_t)tid * 2 * (size_t)d * (size_t)os;
-            bad |= ath_rule_planar_row(psi, psi + d * plane, (ptrdiff_t)plane, re, re + d * plane, (ptrdiff_t)plane,
-                                       g, d, e->cfg.gamma_decay, e->cfg.unitary, 0.0, o, o + d * os, os,
-                                       e->row_norms + (size_t)tid * (size_t)g, NULL, NULL);
-            ath_rule_planar_to_cells(o, o + d * os, os, g, d, e->next + y * g * d);
+            bad |= r;
         }
     }
+    if (st != ATH_OK) return st;
     if (bad)
         return ath_model_nonfinite_error(m, err);
     {
