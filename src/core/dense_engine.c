@@ -12,6 +12,7 @@
 #include "atheria/dense_engine.h"
 
 #include "atheria/rule.h"
+#include "first_error.h"
 #include "planar.h"
 
 #include <math.h>
@@ -305,7 +306,8 @@ static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error 
     const int64_t g = e->cfg.grid_size, d = e->cfg.d_state, H = m->receptive_radius;
     const int64_t W = e->cfg.periodic ? g + 2 * H : g;
     int64_t bh = ATH_DENSE_BAND_FLOATS / (2 * d * W) - 2 * H, nbands;
-    int nthreads = 1, bad = 0, failed = 0;
+    int nthreads = 1, bad = 0;
+    ath_first_error fe = {ATH_OK, 0};
     size_t slot;
     ptrdiff_t ib;
     ath_status st = ATH_OK;
@@ -347,33 +349,17 @@ static ath_status dense_step_bands(ath_dense_engine *e, ath_model *m, ath_error 
         for (ib = 0; ib < (ptrdiff_t)nbands; ib++) {
             const int64_t y0 = (int64_t)ib * bh, y1 = y0 + bh < g ? y0 + bh : g;
             ath_status lst = ATH_OK;
-            int r, stop;
-#ifdef _OPENMP
-#pragma omp atomic read
-#endif
-            stop = failed;
-            if (stop) continue;
+            int r;
+            if (ath_first_error_seen(&fe)) continue;
             r = dense_band(e, m, y0, y1, in, out, o, norms, &lst, &lerr);
             if (r < 0) {
-#ifdef _OPENMP
-#pragma omp critical(ath_dense_step_error)
-#endif
-                {
-                    if (st == ATH_OK) {
-                        st = lst;
-                        if (err != NULL) *err = lerr;
-                    }
-                }
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                failed = 1;
+                ath_first_error_set(&fe, lst, &lerr, err);
                 continue;
             }
             bad |= r;
         }
     }
-    if (st != ATH_OK) return st;
+    if (fe.st != ATH_OK) return fe.st;
     if (bad)
         return ath_model_nonfinite_error(m, err);
     {

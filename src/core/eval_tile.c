@@ -1,5 +1,6 @@
 /* Sparse Engine step 4 on tiles (16 x 16 blocks with halos, conv models). */
 #include "engine_internal.h"
+#include "first_error.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -295,8 +296,8 @@ int ath_eng_tiles_too_sparse(const ath_engine *e, size_t n, size_t nb) {
 static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, const size_t *starts, size_t nbat,
                                    int64_t tb, int nthreads, ath_error *err) {
     const int64_t h = e->model->receptive_radius, S = BT + 2 * h, slot = tb * e->channels * S * S;
-    ath_status st = ATH_OK;
-    int bad = 0, failed = 0;
+    ath_first_error fe = {ATH_OK, 0};
+    int bad = 0;
     ptrdiff_t ib;
     (void)nthreads;
 #ifdef _OPENMP
@@ -324,12 +325,7 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
             ath_out_layout layout;
             ath_status lst;
             size_t b;
-            int stop;
-#ifdef _OPENMP
-#pragma omp atomic read
-#endif
-            stop = failed;
-            if (stop) continue;
+            if (ath_first_error_seen(&fe)) continue;
             for (b = 0; b < cnt; b++) {
                 const size_t blk = e->border[b0 + b].blk;
                 src->gather(e, blk, tin + (int64_t)b * item, src->box(e, blk, h), scratch);
@@ -340,19 +336,7 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
             shape[3] = bx0.w;
             lst = ath_model_forward(e->model, tin, shape, tout, 0, &layout, &lerr);
             if (lst != ATH_OK) {
-#ifdef _OPENMP
-#pragma omp critical(ath_step_tiles_error)
-#endif
-                {
-                    if (st == ATH_OK) {
-                        st = lst;
-                        if (err != NULL) *err = lerr;
-                    }
-                }
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                failed = 1;
+                ath_first_error_set(&fe, lst, &lerr, err);
                 continue;
             }
             for (b = 0; b < cnt; b++) {
@@ -362,7 +346,7 @@ static ath_status step_tiles_local(ath_engine *e, const ath_tile_source *src, co
             }
         }
     }
-    if (st != ATH_OK) return st;
+    if (fe.st != ATH_OK) return fe.st;
     if (bad)
         return ath_model_nonfinite_error(e->model, err);
     return ATH_OK;
