@@ -113,6 +113,15 @@ static ath_status leaf_blocks(ath_engine *e, size_t *nb_out, int *declined, ath_
     return ATH_OK;
 }
 
+/* Set bits of a row mask, inline: without -mpopcnt __builtin_popcount is a libgcc call
+ * (__popcountdi2, ~2 % of a 1e3-cell step in perf). */
+static inline uint32_t popcount16(uint32_t v) {
+    v = v - ((v >> 1) & 0x5555u);
+    v = (v & 0x3333u) + ((v >> 2) & 0x3333u);
+    v = (v + (v >> 4)) & 0x0F0Fu;
+    return (v + (v >> 8)) & 0x1Fu;
+}
+
 /* Step 2 for one block: its window's leaves, its matter and E masks and their counts. */
 static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_block *lb) {
     const ath_blocks *m = &e->matter;
@@ -158,8 +167,8 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
             if (__builtin_ctz(em) < lb->ex0) lb->ex0 = (int8_t)__builtin_ctz(em);
             if (32 - __builtin_clz(em) > lb->ex1) lb->ex1 = (int8_t)(32 - __builtin_clz(em));
         }
-        ec += (uint32_t)__builtin_popcount(em);
-        hc += (uint32_t)__builtin_popcount(em & (uint16_t)~lb->mmask[y]);
+        ec += popcount16(em);
+        hc += popcount16(em & (uint16_t)~lb->mmask[y]);
     }
     lb->ecount = ec;
     lb->hcount = hc;
