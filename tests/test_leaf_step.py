@@ -46,6 +46,13 @@ CASES = {
                         blob=dict(n=200, lo=-12, hi=12)),
     "conv_two_layers": dict(d=4, model=lambda d: _conv(d, 2, (3, 3), scale=0.3), engine=dict(patch=5, threshold=0.5),
                             blob=dict(n=300, lo=-20, hi=20)),
+    # zero-preserving models whose receptive radius is below the patch radius: the leaf step
+    # leaves out the blocks with no matter within that radius (quiet blocks); births happen
+    # only near matter (conv without bias) and must all be there
+    "conv_no_bias_wide_patch": dict(d=2, model=lambda d: _conv(d, 5, (3,), bias=0.0),
+                                    engine=dict(patch=7, threshold=0.3), blob=dict(n=250, lo=-15, hi=15)),
+    "zero_wide_patch_window": dict(d=4, model=lambda d: ac.ZeroModel(), engine=dict(
+        patch=5, extent="zero", grid_size=48, threshold=0.05), blob=dict(n=400, lo=0, hi=48)),
     # a 'zero' window: blocks clipped at the edge, E clipped to the window
     "zero_window_edge": dict(d=2, model=lambda d: _conv(d, 3, (5,), scale=0.3), engine=dict(
         patch=7, extent="zero", grid_size=40, threshold=0.2), blob=dict(n=300, lo=0, hi=40)),

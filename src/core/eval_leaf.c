@@ -57,6 +57,8 @@ struct ath_leaf_block {
     uint64_t hbase;                /* hvals number of its first cell of E that is not matter */
     uint32_t ecount, hcount;       /* its cells of E; of them, not matter */
     uint32_t kept, births;         /* after the update: matter cells kept, other cells kept */
+    uint8_t home;                  /* 1 if a leaf with matter lies in it (else its own leaves are absent) */
+    uint8_t quiet;                 /* 1 if no cell of E in it has matter within the receptive radius */
     int8_t ex0, ex1, ey0, ey1;     /* bounding box of its cells of E: [ex0, ex1) x [ey0, ey1) */
     tile_box box;                  /* its model input: that box grown by the receptive radius */
 };
@@ -82,16 +84,19 @@ static int axis_range(const ath_engine *e, int64_t lo, int64_t hi, int64_t *a, i
     return lo <= hi;
 }
 
-/* Step 1: the blocks every leaf's neighbourhood touches, in leaf order.  *declined
- * when a neighbourhood reaches past ATH_COORD_LIMIT (the general path clips it). */
-static ath_status leaf_blocks(ath_engine *e, size_t *nb_out, int *declined, ath_error *err) {
+/* Step 1: the blocks every leaf's neighbourhood touches, in leaf order, and each leaf's own
+ * block in home[leaf] (UINT32_MAX for an empty leaf).  *declined when a neighbourhood
+ * reaches past ATH_COORD_LIMIT (the general path clips it). */
+static ath_status leaf_blocks(ath_engine *e, size_t *nb_out, uint32_t *home, int *declined, ath_error *err) {
     const ath_blocks *m = &e->matter;
     const int64_t r = e->radius, lim = ATH_COORD_LIMIT - BT - 2 * LEAF_R_MAX;
-    int64_t px = INT64_MIN, py = 0, pz = 0;
+    int64_t px = INT64_MIN, py = 0, pz = 0, pblk = -1;
     size_t l, nb = 0;
     for (l = 0; l < m->nleaves; l++) {
         const ath_coord k = m->key[l];
+        const int64_t hx = ath_eng_block_of(k.x * ATH_LEAF), hy = ath_eng_block_of(k.y * ATH_LEAF);
         int64_t x0, x1, y0, y1, bx, by;
+        home[l] = UINT32_MAX;
         if (m->mask[l] == 0) continue;
         if (k.x < -lim / ATH_LEAF || k.x > lim / ATH_LEAF || k.y < -lim / ATH_LEAF || k.y > lim / ATH_LEAF) {
             *declined = 1;
@@ -102,11 +107,14 @@ static ath_status leaf_blocks(ath_engine *e, size_t *nb_out, int *declined, ath_
             continue;
         for (by = ath_eng_block_of(y0); by <= ath_eng_block_of(y1); by++)
             for (bx = ath_eng_block_of(x0); bx <= ath_eng_block_of(x1); bx++) {
-                if (bx == px && by == py && k.z == pz) continue; /* consecutive leaves share blocks */
-                if (ath_eng_block_get(e, &nb, bx, by, k.z, err) < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
-                px = bx;
-                py = by;
-                pz = k.z;
+                if (!(bx == px && by == py && k.z == pz)) { /* consecutive leaves share blocks */
+                    pblk = ath_eng_block_get(e, &nb, bx, by, k.z, err);
+                    if (pblk < 0) return err != NULL ? err->code : ATH_ERR_NOMEM;
+                    px = bx;
+                    py = by;
+                    pz = k.z;
+                }
+                if (bx == hx && by == hy) home[l] = (uint32_t)pblk;
             }
     }
     *nb_out = nb;
@@ -129,11 +137,19 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
     const int64_t r = e->radius, R4 = leaf_margin(e), nl = leaf_window_side(e);
     const int64_t lx0 = bc.x * (BT / ATH_LEAF) - R4 / ATH_LEAF, ly0 = bc.y * (BT / ATH_LEAF) - R4 / ATH_LEAF;
     uint64_t dil[BT + 2 * LEAF_R_MAX]; /* row Y - (-r) of the window: matter dilated by r along x */
+    uint64_t dilh[BT + 2 * LEAF_R_MAX]; /* ... by the receptive radius h (when h < r) */
+    const int64_t h = e->model->receptive_radius;
+    const int narrow = e->model->zero_preserving == 1 && h < r; /* E reaches past the model's input */
+    uint16_t live = 0;                                           /* cells of E within h of matter */
     uint32_t ec = 0, hc = 0;
     uint16_t xclip = 0xFFFF;
     int64_t i, j, Y, y, dx;
+    const int64_t q0 = R4 / ATH_LEAF;
     for (j = 0; j < nl; j++)
-        for (i = 0; i < nl; i++) lb->win[j * nl + i] = (int32_t)ath_blocks_find_leaf(m, lx0 + i, ly0 + j, bc.z);
+        for (i = 0; i < nl; i++)
+            lb->win[j * nl + i] = !lb->home && j >= q0 && j < q0 + ATH_LEAF && i >= q0 && i < q0 + ATH_LEAF
+                                      ? -1 /* a block no leaf with matter lies in: no probe */
+                                      : (int32_t)ath_blocks_find_leaf(m, lx0 + i, ly0 + j, bc.z);
     for (Y = -r; Y < BT + r; Y++) {
         const int64_t q = Y + R4, ly = q & (ATH_LEAF - 1);
         const int32_t *wrow = lb->win + (q / ATH_LEAF) * nl;
@@ -143,7 +159,11 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
                 row |= (uint64_t)((m->mask[wrow[i]] >> (ly * ATH_LEAF)) & ((1u << ATH_LEAF) - 1)) << (ATH_LEAF * i);
         if (Y >= 0 && Y < BT) lb->mmask[Y] = (uint16_t)(row >> R4);
         d = row;
-        for (dx = 1; dx <= r; dx++) d |= (row << dx) | (row >> dx);
+        for (dx = 1; dx <= r; dx++) {
+            if (narrow && dx == h + 1) dilh[Y + r] = d;
+            d |= (row << dx) | (row >> dx);
+        }
+        if (narrow && h == 0) dilh[Y + r] = row;
         dil[Y + r] = d;
     }
     if (e->cfg.extent == ATH_EXTENT_ZERO) {
@@ -169,12 +189,20 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
         }
         ec += popcount16(em);
         hc += popcount16(em & (uint16_t)~lb->mmask[y]);
+        if (narrow && em != 0) {
+            uint64_t acch = 0;
+            for (dy = -h; dy <= h; dy++) acch |= dilh[y + dy + r];
+            live |= (uint16_t)(em & (acch >> R4));
+        }
     }
     lb->ecount = ec;
     lb->hcount = hc;
-    lb->box = ath_eng_block_box(e, blk, e->model->receptive_radius);
+    /* A zero-preserving model (built-in: finite weights) sees only zeros at a cell farther than
+     * its receptive radius h from matter: its update is exactly 0, its new value 0 and its norm 0,
+     * which no threshold (>= 0) keeps.  A block of such cells only is not run at all. */
+    lb->quiet = (uint8_t)(narrow ? live == 0 : ec == 0);
+    lb->box = ath_eng_block_box(e, blk, h);
     if (ec > 0) {
-        const int64_t h = e->model->receptive_radius;
         tile_box *b = &lb->box;
         int64_t x0 = bc.x * BT + lb->ex0 - h, x1 = bc.x * BT + lb->ex1 + h;
         int64_t y0 = bc.y * BT + lb->ey0 - h, y1 = bc.y * BT + lb->ey1 + h;
@@ -237,7 +265,7 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
     /* the item is the block's cells of E grown by the receptive radius (leaf_box): all of it is read */
     const int64_t ix0 = 0, ix1 = W, iy0 = 0, iy1 = bx.h;
     int64_t iy;
-    int li, ci;
+    int li;
     (void)scratch;
     /* The block's own cells in storage order (leaves, then cells, in Morton order): the reads
      * stream through the block's values, which the hardware prefetcher follows; in row order
@@ -261,13 +289,18 @@ static void leaf_gather(const ath_engine *e, size_t blk, float *base, tile_box b
             }
             continue;
         }
-        for (ci = 0; ci < ATH_LEAF_CELLS; ci++) {
-            const int cl = morton_cell[ci];
-            const int64_t ix = cx0 + cl % ATH_LEAF, iy2 = cy0 + cl / ATH_LEAF;
-            const ath_cf32 *v = e->zeros;
-            if (ix < ix0 || ix >= ix1 || iy2 < iy0 || iy2 >= iy1) continue;
-            if (sl != NULL && sl[cl] != ATH_LEAF_EMPTY) v = m->states + (size_t)sl[cl] * (size_t)d;
-            ath_eng_put_planar(base + iy2 * W + ix, SS, v, d);
+        {
+            /* a leaf cut by the item's edge (a halo block's strip): only its cells in the item */
+            const int64_t xa = cx0 > ix0 ? cx0 : ix0, xb = cx0 + ATH_LEAF < ix1 ? cx0 + ATH_LEAF : ix1;
+            const int64_t ya = cy0 > iy0 ? cy0 : iy0, yb = cy0 + ATH_LEAF < iy1 ? cy0 + ATH_LEAF : iy1;
+            int64_t ix, iy2;
+            for (iy2 = ya; iy2 < yb; iy2++)
+                for (ix = xa; ix < xb; ix++) {
+                    const int cl = (int)((iy2 - cy0) * ATH_LEAF + (ix - cx0));
+                    const ath_cf32 *v = e->zeros;
+                    if (sl != NULL && sl[cl] != ATH_LEAF_EMPTY) v = m->states + (size_t)sl[cl] * (size_t)d;
+                    ath_eng_put_planar(base + iy2 * W + ix, SS, v, d);
+                }
         }
     }
     /* the ring of the receptive radius around the block, row by row */
@@ -338,7 +371,8 @@ static int leaf_update(ath_engine *e, size_t blk, const float *in, const float *
         (void)ath_rule_planar_row(in + p0, in + p0 + d * SS, (ptrdiff_t)SS, out + p0, out + p0 + d * SS,
                                   (ptrdiff_t)SS, p1 - p0, d, e->cfg.gamma_decay, e->cfg.unitary, e->cfg.threshold,
                                   ore, oim, ostride, norm, nonfin, keep);
-        for (li = 0; li < ATH_LEAF_CELLS; li++) {
+        /* (a halo block has no matter cell of E: straight to the others) */
+        for (li = lb->ecount > lb->hcount ? 0 : ATH_LEAF_CELLS; li < ATH_LEAF_CELLS; li++) {
             const int lx = morton_cell[li] % ATH_LEAF, ly = morton_cell[li] / ATH_LEAF;
             const int32_t leaf = lb->win[(q0 + ly) * nl + q0 + lx];
             const uint32_t *sl;
@@ -512,7 +546,8 @@ out:
 
 ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count, ath_error *err) {
     const size_t d = (size_t)e->cfg.d_state, nc = e->matter.ncells;
-    size_t nb = 0, n = 0, nh = 0, kept = 0, births = 0, blk;
+    size_t nb = 0, n = 0, nh = 0, kept = 0, births = 0, blk, nrun = 0, nrun_cells = 0;
+    uint32_t *home;
     ptrdiff_t sb;
     int64_t calls = 0, per_call = e->batch;
     int nthreads = 1;
@@ -522,23 +557,52 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
     nthreads = omp_get_max_threads();
     if (nthreads < 1) nthreads = 1;
 #endif
-    st = leaf_blocks(e, &nb, declined, err);
-    if (st != ATH_OK || *declined) return st;
-    e->lblocks = (struct ath_leaf_block *)ath_eng_salloc((nb > 0 ? nb : 1) * sizeof(struct ath_leaf_block));
-    if (e->lblocks == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu blocks)", nb);
+    home = (uint32_t *)ath_eng_salloc((e->matter.nleaves > 0 ? e->matter.nleaves : 1) * sizeof *home);
+    if (home == NULL) return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu leaves)", e->matter.nleaves);
+    st = leaf_blocks(e, &nb, home, declined, err);
+    if (st == ATH_OK && !*declined) {
+        e->lblocks = (struct ath_leaf_block *)ath_eng_salloc((nb > 0 ? nb : 1) * sizeof(struct ath_leaf_block));
+        if (e->lblocks == NULL) st = ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu blocks)", nb);
+    }
+    if (st != ATH_OK || *declined) {
+        ath_eng_sfree(home);
+        return st;
+    }
     e->lblocks_cap = nb;
+    for (blk = 0; blk < nb; blk++) e->lblocks[blk].home = 0;
+    for (blk = 0; blk < e->matter.nleaves; blk++)
+        if (e->matter.mask[blk] != 0) {
+            if (home[blk] >= nb) { /* cannot happen (a leaf's block is one its cells touch): probe all */
+                size_t b2;
+                for (b2 = 0; b2 < nb; b2++) e->lblocks[b2].home = 1;
+                break;
+            }
+            e->lblocks[home[blk]].home = 1;
+        }
+    ath_eng_sfree(home);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 16) if (nb > 1024)
 #endif
     for (sb = 0; sb < (ptrdiff_t)nb; sb++) leaf_block_scan(e, (size_t)sb, &e->lblocks[sb]);
-    for (blk = 0; blk < nb; blk++) {
-        e->lblocks[blk].hbase = nh;
-        nh += e->lblocks[blk].hcount;
-        n += e->lblocks[blk].ecount;
-    }
+    for (blk = 0; blk < nb; blk++) n += e->lblocks[blk].ecount;
     if (ath_eng_tiles_too_sparse(e, n, nb)) {
         *declined = 1;
         return ATH_OK;
+    }
+    /* Quiet blocks (leaf_block_scan) leave the step: their cells of E are not matter and stay
+     * empty, so only the other blocks are run and committed (e->blocks is compacted with them;
+     * the block table is not used again this step). */
+    for (blk = 0; blk < nb; blk++) {
+        struct ath_leaf_block *lb = &e->lblocks[blk];
+        if (lb->quiet && lb->ecount == lb->hcount) continue;
+        if (nrun != blk) {
+            e->lblocks[nrun] = *lb;
+            e->blocks[nrun] = e->blocks[blk];
+        }
+        e->lblocks[nrun].hbase = nh;
+        nh += e->lblocks[nrun].hcount;
+        nrun_cells += e->lblocks[nrun].ecount;
+        nrun++;
     }
     {
         /* a small universe's pool is recycled: the last steady step's old values (kept, <= 1 MiB)
@@ -558,10 +622,10 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
     e->hkeep = (uint8_t *)ath_eng_salloc(nh > 0 ? nh : 1);
     if (e->lvals == NULL || e->lkeep == NULL || e->hvals == NULL || e->hkeep == NULL)
         return ath_error_set(err, ATH_ERR_NOMEM, "engine: out of memory (%zu cells)", nc + nh);
-    st = ath_eng_scratch_reserve(e, nthreads, 0, n, err);
-    if (st == ATH_OK) st = ath_eng_step_tiles(e, nb, n, &leaf_source, &calls, &per_call, err);
+    st = ath_eng_scratch_reserve(e, nthreads, 0, nrun_cells, err);
+    if (st == ATH_OK) st = ath_eng_step_tiles(e, nrun, nrun_cells, &leaf_source, &calls, &per_call, err);
     if (st != ATH_OK) return st;
-    for (blk = 0; blk < nb; blk++) {
+    for (blk = 0; blk < nrun; blk++) {
         kept += e->lblocks[blk].kept;
         births += e->lblocks[blk].births;
     }
@@ -577,7 +641,7 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
             ath_big_free(old);
         }
     } else {
-        st = leaf_commit_rebuild(e, nb, kept + births, err);
+        st = leaf_commit_rebuild(e, nrun, kept + births, err);
         if (st != ATH_OK) return st;
     }
     ath_eng_matter_changed(e);
