@@ -40,6 +40,9 @@ def build_plan(quick: bool, steps: Optional[int], warmup: Optional[int]) -> List
         plan.append(_spec(f"overhead_sparse_{n:.0e}".replace("+0", ""), "overhead", "overhead_sparse", cells=n,
                           d_state=8, patch=3, floor=n <= 1_000_000, warmup=wu(2 if n < 10_000_000 else 1),
                           steps=st(8 if n < 1_000_000 else (5 if n < 10_000_000 else 3))))
+    # the same sizes again, all in one process, stepped round-robin (the scaling target)
+    plan.append(_spec("scaling_sparse", "overhead", "scaling_sparse", sizes=sparse_cells, d_state=8, patch=3,
+                      warmup=wu(2), rounds=st(12, 3), cells_per_round=2_000_000 if not quick else 20_000))
     n_sc = 2_000 if quick else 100_000
     plan.append(_spec(f"overhead_scattered_{n_sc:.0e}".replace("+0", ""), "overhead", "overhead_sparse",
                       cells=n_sc, layout="scattered", d_state=8, patch=3, warmup=wu(2), steps=st(8)))

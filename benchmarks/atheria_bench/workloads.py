@@ -246,6 +246,72 @@ def wl_overhead_sparse(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
     return {"engines": engines, "comparisons": [comp], "extra": extra}
 
 
+def wl_scaling_sparse(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
+    """The sparse ZeroModel step at every size of p["sizes"] (compact squares, d_state 8), all in
+    this process and stepped round-robin: each round gives every size about p["cells_per_round"]
+    cells of work (k = that / n steps, timed together; at least one step), the size order rotated
+    each round.  So every size sees the same machine: on this shared VM single-thread speed moves
+    by ~1.4x between minutes, which separate workloads (minutes apart) read as a size effect.
+    Each size's cells/s is the median over the rounds of n / (ms per step)."""
+    import time
+    import numpy as np
+    import atheria_core as ac
+    d = p["d_state"]
+    runners: List[SparseRunner] = []
+    expects = []
+    for n in p["sizes"]:
+        coords, _ = _overhead_coords(n, "compact")
+        states = _random_states(np.random.default_rng(SEED), n, d)
+        e = ac.Engine(d, background="zero", extent=None, patch=p["patch"], seed=SEED)
+        e.set_model(ac.ZeroModel())
+        e.add_particles(coords, states)
+        r = SparseRunner(f"native_sparse_zero_model_{n:.0e}".replace("+0", ""), "builtin ZeroModel", e, None)
+        r.stored_cells = n
+        runners.append(r)
+        idx = np.random.default_rng(SEED + 1).choice(n, min(n, 4096), replace=False)
+        s64 = states[idx].astype(np.complex128)
+        expects.append((coords[idx], s64 / (np.linalg.norm(s64, axis=1, keepdims=True) + 1e-9)))
+        for _ in range(p["warmup"]):
+            e.step_native()
+    for i in range(p["rounds"]):
+        k0 = i % len(runners)
+        for r in runners[k0:] + runners[:k0]:
+            n = r.stored_cells
+            k = max(1, int(round(p["cells_per_round"] / n)))
+            a0 = r.active()
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            for _ in range(k):
+                r.step()
+            dt = (time.perf_counter() - t0) / k
+            dc = (time.process_time() - c0) / k
+            r.per_step.append({"step": r.step_count(), "ms": dt * 1e3, "cpu_ms": dc * 1e3, "active": a0,
+                               "evaluated": r.evaluated(), "matter_after": r.active(), "steps_in_round": k})
+    engines = [summarize(r) for r in runners]
+    comps = []
+    for r, (cs, want) in zip(runners, expects):
+        got = r.eng.get_states(cs).astype(np.complex128)
+        diff = float(np.abs(got - want).max())
+        count = int(r.eng.get_matter_count())
+        c = {"engine": r.name, "reference": "analytic (ZeroModel: psi/(|psi|+1e-9))", "exact": True,
+             "max_abs_diff": diff, "ok": diff <= EXACT_TOL and count == r.stored_cells,
+             "steps": [r.step_count(), r.step_count()], "matter_count": count,
+             "note": "4096 sampled cells after every step vs expectation; matter count must stay N"}
+        if count != r.stored_cells:
+            c["error"] = f"matter count {count} != {r.stored_cells}"
+        comps.append(c)
+    rates = [e["active_cells_per_s"] for e in engines]
+    per_round = []
+    for j in range(p["rounds"]):
+        rr = [r.stored_cells / r.per_step[j]["ms"] * 1e3 for r in runners]
+        med = float(np.median(rr))
+        per_round.append(max(abs(x / med - 1.0) for x in rr) * 100)
+    extra = {"sizes": list(p["sizes"]), "rounds": p["rounds"], "cells_per_round": p["cells_per_round"],
+             "worst_deviation_pct_per_round": per_round,
+             "cells_per_s": dict(zip([r.name for r in runners], rates))}
+    return {"engines": engines, "comparisons": comps, "extra": extra}
+
+
 def wl_overhead_dense(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
     import atheria_core as ac
     from atheria_core.motor import AetheriaMotor
@@ -266,6 +332,7 @@ def wl_overhead_dense(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
 WORKLOADS: Dict[str, Callable[[Dict[str, Any], Ctx], Dict[str, Any]]] = {
     "dense": wl_dense, "sparse": wl_sparse, "vacuum": wl_vacuum, "to_dense": wl_to_dense,
     "overhead_sparse": wl_overhead_sparse, "overhead_dense": wl_overhead_dense,
+    "scaling_sparse": wl_scaling_sparse,
 }
 register_plugin_workloads(WORKLOADS)
 
