@@ -160,10 +160,9 @@ static void leaf_block_scan(const ath_engine *e, size_t blk, struct ath_leaf_blo
         if (Y >= 0 && Y < BT) lb->mmask[Y] = (uint16_t)(row >> R4);
         d = row;
         for (dx = 1; dx <= r; dx++) {
-            if (narrow && dx == h + 1) dilh[Y + r] = d;
+            if (narrow && dx == h + 1) dilh[Y + r] = d; /* dilated by h (h < r: reached) */
             d |= (row << dx) | (row >> dx);
         }
-        if (narrow && h == 0) dilh[Y + r] = row;
         dil[Y + r] = d;
     }
     if (e->cfg.extent == ATH_EXTENT_ZERO) {
