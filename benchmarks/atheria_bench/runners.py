@@ -6,7 +6,7 @@ import hashlib
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .common import EXACT_TOL, SEED, _median
 
@@ -274,21 +274,29 @@ class MotorRunner(Runner):
         return int(self.motor.get_step_count())
 
 
-def run_lockstep(runners: List[Runner], warmup: int, steps: int) -> None:
-    """warmup + steps steps of every runner, interleaved (order rotated each step); fills per_step."""
+def run_lockstep(runners: List[Runner], warmup: int, steps: int,
+                 turn: Optional[Callable[[Runner], int]] = None) -> None:
+    """warmup + steps rounds of every runner, interleaved (order rotated each round); fills
+    per_step.  A runner's turn is one step, or turn(runner) steps timed together (per_step then
+    holds their mean, with "steps_in_turn")."""
     n = len(runners)
     for i in range(warmup + steps):
-        k = i % n
-        for r in runners[k:] + runners[:k]:
+        j = i % n
+        for r in runners[j:] + runners[:j]:
+            k = turn(r) if turn is not None else 1
             a0 = r.active()
             c0 = time.process_time()
             t0 = time.perf_counter()
-            r.step()
-            dt = time.perf_counter() - t0
-            dc = time.process_time() - c0
+            for _ in range(k):
+                r.step()
+            dt = (time.perf_counter() - t0) / k
+            dc = (time.process_time() - c0) / k
             if i >= warmup:
-                r.per_step.append({"step": r.step_count(), "ms": dt * 1e3, "cpu_ms": dc * 1e3, "active": a0,
-                                   "evaluated": r.evaluated(), "matter_after": r.active()})
+                rec = {"step": r.step_count(), "ms": dt * 1e3, "cpu_ms": dc * 1e3, "active": a0,
+                       "evaluated": r.evaluated(), "matter_after": r.active()}
+                if turn is not None:
+                    rec["steps_in_turn"] = k
+                r.per_step.append(rec)
 
 
 def summarize(r: Runner) -> Dict[str, Any]:

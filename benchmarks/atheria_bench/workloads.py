@@ -253,7 +253,6 @@ def wl_scaling_sparse(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
     each round.  So every size sees the same machine: on this shared VM single-thread speed moves
     by ~1.4x between minutes, which separate workloads (minutes apart) read as a size effect.
     Each size's cells/s is the median over the rounds of n / (ms per step)."""
-    import time
     import numpy as np
     import atheria_core as ac
     d = p["d_state"]
@@ -271,22 +270,8 @@ def wl_scaling_sparse(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
         idx = np.random.default_rng(SEED + 1).choice(n, min(n, 4096), replace=False)
         s64 = states[idx].astype(np.complex128)
         expects.append((coords[idx], s64 / (np.linalg.norm(s64, axis=1, keepdims=True) + 1e-9)))
-        for _ in range(p["warmup"]):
-            e.step_native()
-    for i in range(p["rounds"]):
-        k0 = i % len(runners)
-        for r in runners[k0:] + runners[:k0]:
-            n = r.stored_cells
-            k = max(1, int(round(p["cells_per_round"] / n)))
-            a0 = r.active()
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            for _ in range(k):
-                r.step()
-            dt = (time.perf_counter() - t0) / k
-            dc = (time.process_time() - c0) / k
-            r.per_step.append({"step": r.step_count(), "ms": dt * 1e3, "cpu_ms": dc * 1e3, "active": a0,
-                               "evaluated": r.evaluated(), "matter_after": r.active(), "steps_in_round": k})
+    run_lockstep(runners, p["warmup"], p["rounds"],
+                 turn=lambda r: max(1, int(round(p["cells_per_round"] / r.stored_cells))))
     engines = [summarize(r) for r in runners]
     comps = []
     for r, (cs, want) in zip(runners, expects):
@@ -296,19 +281,17 @@ def wl_scaling_sparse(p: Dict[str, Any], ctx: Ctx) -> Dict[str, Any]:
         c = {"engine": r.name, "reference": "analytic (ZeroModel: psi/(|psi|+1e-9))", "exact": True,
              "max_abs_diff": diff, "ok": diff <= EXACT_TOL and count == r.stored_cells,
              "steps": [r.step_count(), r.step_count()], "matter_count": count,
-             "note": "4096 sampled cells after every step vs expectation; matter count must stay N"}
+             "note": "4096 sampled cells after all the rounds vs expectation; matter count must stay N"}
         if count != r.stored_cells:
             c["error"] = f"matter count {count} != {r.stored_cells}"
         comps.append(c)
-    rates = [e["active_cells_per_s"] for e in engines]
     per_round = []
     for j in range(p["rounds"]):
         rr = [r.stored_cells / r.per_step[j]["ms"] * 1e3 for r in runners]
         med = float(np.median(rr))
         per_round.append(max(abs(x / med - 1.0) for x in rr) * 100)
     extra = {"sizes": list(p["sizes"]), "rounds": p["rounds"], "cells_per_round": p["cells_per_round"],
-             "worst_deviation_pct_per_round": per_round,
-             "cells_per_s": dict(zip([r.name for r in runners], rates))}
+             "worst_deviation_pct_per_round": per_round}
     return {"engines": engines, "comparisons": comps, "extra": extra}
 
 

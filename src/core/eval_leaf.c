@@ -604,7 +604,7 @@ ath_status ath_eng_leaf_step(ath_engine *e, int *declined, int64_t *matter_count
         nrun++;
     }
     {
-        /* a small universe's pool is recycled: the last steady step's old values (kept, <= 1 MiB)
+        /* a small universe's pool is recycled: the last steady step's old values (kept, <= SPARE_POOL_MAX)
          * become this step's new ones instead of fresh pages */
         const size_t pool = e->matter.cells_cap * d * sizeof(ath_cf32);
         if (e->spare_pool != NULL && e->spare_bytes == pool) {
